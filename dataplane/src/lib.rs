@@ -1,0 +1,13 @@
+//! Everything that touches packets.
+//!
+//! - [`wire`]: zero-copy views of the wire formats (pure Rust over byte slices).
+//! - [`dpdk`]: the safe layer over DPDK (EAL, mempools, mbufs, ports, lcores); feature `dpdk`.
+
+pub mod conntrack;
+pub mod flow;
+pub mod lb;
+pub mod snapshot;
+pub mod wire;
+
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
