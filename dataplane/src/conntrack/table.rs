@@ -1,0 +1,924 @@
+//! The per-worker connection table.
+//!
+//! Layout, all allocated once in [`ConnTable::new`]:
+//! - a slab `Vec<Conn>` of `capacity` entries plus a stack of free entry indices;
+//! - an index of `4 * capacity` 8-byte slots, open addressing with linear probing. Each live
+//!   connection occupies two slots (original and reply key), so the load factor never exceeds
+//!   1/2 and there is always an empty slot to end a probe. A slot holds a 32-bit hash tag and
+//!   the entry index with the direction in its low bit; a lookup hashes the key once, compares
+//!   tags, and only reads the [`Conn`] on a tag match. The home slot is derived from the tag
+//!   (`tag * slots >> 32`), so deletion can shift later slots back (no tombstones, no rehash,
+//!   ever) without reading their connections;
+//! - a small pool of interned "local" addresses (VIPs and SNAT addresses: few, and shared by
+//!   many connections), so a [`Conn`] stores them as 16-bit ids instead of 16-byte addresses.
+//!
+//! Memory per connection: [`BYTES_PER_CONNECTION`] = 80 (`Conn`) + 32 (four index slots) +
+//! 4 (free-stack entry) = 116 bytes, plus a fixed ~100 KiB for the local-address pool.
+
+use super::state::{ConnState, Timeouts, Tracker, Transition};
+use super::{Direction, Tick};
+use crate::flow::{endpoint_hash, Addr, FlowKey, Proto};
+use core::fmt;
+use core::mem::size_of;
+
+/// Index slots per connection (two keys at a load factor of at most 1/2).
+const SLOTS_PER_CONNECTION: usize = 4;
+
+/// Memory of the table per connection of capacity: the slab entry, its index slots and its
+/// free-stack entry.
+pub const BYTES_PER_CONNECTION: usize =
+    size_of::<Conn>() + SLOTS_PER_CONNECTION * size_of::<Slot>() + size_of::<u32>();
+
+/// Identifies a connection in the table that returned it. Stale after the connection is
+/// removed (the entry may be reused).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u32);
+
+impl ConnId {
+    /// The slab index (stable for the connection's life; useful as a compact handle).
+    #[inline]
+    pub fn index(self) -> u32 {
+        self.0
+    }
+}
+
+pub use crate::flow::NatMode;
+
+/// What the load balancer decided for a connection. The addresses and ports that the rewrite
+/// needs are in the two keys (see [`ConnTable::translated_key`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ConnData {
+    /// Index of the service in the snapshot that created the connection.
+    pub service: u32,
+    /// Index of the chosen backend in that service.
+    pub backend: u32,
+    pub nat: NatMode,
+}
+
+/// Why an insert failed. Nothing changed in the table.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum InsertError {
+    #[error("connection table full")]
+    Full,
+    #[error("a connection already has this {0:?} key")]
+    Duplicate(Direction),
+    #[error("original and reply keys differ in protocol or are identical")]
+    InvalidKeys,
+    #[error("too many distinct VIP/SNAT addresses in the connection table")]
+    LocalAddrsFull,
+}
+
+/// Id of an interned local address.
+type LocalId = u16;
+/// Marks a free slab entry (in `Conn::vip`).
+const NO_LOCAL: LocalId = u16::MAX;
+/// `Conn::reply_dst` when the reply goes to the client's own address (DNAT).
+const CLIENT_ADDR: LocalId = u16::MAX - 1;
+/// The most local addresses a table can intern.
+pub const MAX_LOCAL_ADDRS: usize = (u16::MAX - 1) as usize;
+/// Local addresses interned by [`ConnTable::new`].
+pub const DEFAULT_LOCAL_ADDRS: usize = 4096;
+
+/// One tracked connection: 80 bytes. Fields compared by a lookup come first.
+///
+/// Original key: `client:client_port → locals[vip]:vip_port`.
+/// Reply key: `backend:backend_port → (client or locals[reply_dst]):reply_dst_port`.
+#[derive(Clone, Debug)]
+#[repr(C)]
+pub struct Conn {
+    client: Addr,
+    backend: Addr,
+    client_port: u16,
+    vip_port: u16,
+    backend_port: u16,
+    reply_dst_port: u16,
+    vip: LocalId,
+    reply_dst: LocalId,
+    proto: Proto,
+    nat: NatMode,
+    tracker: Tracker,
+    last_seen: Tick,
+    created: Tick,
+    service: u32,
+    backend_index: u32,
+    packets: u64,
+    bytes: u64,
+}
+
+impl Conn {
+    const VACANT: Conn = Conn {
+        client: Addr::UNSPECIFIED,
+        backend: Addr::UNSPECIFIED,
+        client_port: 0,
+        vip_port: 0,
+        backend_port: 0,
+        reply_dst_port: 0,
+        vip: NO_LOCAL,
+        reply_dst: NO_LOCAL,
+        proto: Proto::Tcp,
+        nat: NatMode::Dnat,
+        tracker: Tracker::new(Proto::Tcp),
+        last_seen: Tick(0),
+        created: Tick(0),
+        service: 0,
+        backend_index: 0,
+        packets: 0,
+        bytes: 0,
+    };
+
+    #[inline]
+    fn is_live(&self) -> bool {
+        self.vip != NO_LOCAL
+    }
+
+    /// Account one packet of `bytes` bytes travelling in `dir` and advance the state.
+    #[inline]
+    pub fn on_packet(
+        &mut self,
+        dir: Direction,
+        tcp_flags: u8,
+        bytes: u32,
+        now: Tick,
+    ) -> Transition {
+        self.packets = self.packets.wrapping_add(1);
+        self.bytes = self.bytes.wrapping_add(u64::from(bytes));
+        self.last_seen = now;
+        self.tracker.on_packet(dir, tcp_flags)
+    }
+
+    #[inline]
+    pub fn data(&self) -> ConnData {
+        ConnData {
+            service: self.service,
+            backend: self.backend_index,
+            nat: self.nat,
+        }
+    }
+
+    #[inline]
+    pub fn state(&self) -> ConnState {
+        self.tracker.state()
+    }
+
+    #[inline]
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    #[inline]
+    pub fn proto(&self) -> Proto {
+        self.proto
+    }
+
+    /// The client's address and port (source of the original direction).
+    #[inline]
+    pub fn client(&self) -> (Addr, u16) {
+        (self.client, self.client_port)
+    }
+
+    /// The backend's address and port (source of the reply direction).
+    #[inline]
+    pub fn backend(&self) -> (Addr, u16) {
+        (self.backend, self.backend_port)
+    }
+
+    /// Packets in both directions.
+    #[inline]
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// Bytes in both directions.
+    #[inline]
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    #[inline]
+    pub fn last_seen(&self) -> Tick {
+        self.last_seen
+    }
+
+    #[inline]
+    pub fn created(&self) -> Tick {
+        self.created
+    }
+
+    /// Whether `key` is this connection's key in direction `dir`.
+    #[inline]
+    fn matches(&self, key: &FlowKey, dir: Direction, locals: &LocalAddrs) -> bool {
+        if key.proto != self.proto {
+            return false;
+        }
+        match dir {
+            Direction::Original => {
+                key.src_port == self.client_port
+                    && key.dst_port == self.vip_port
+                    && key.src == self.client
+                    && locals.is(self.vip, &key.dst)
+            }
+            Direction::Reply => {
+                key.src_port == self.backend_port
+                    && key.dst_port == self.reply_dst_port
+                    && key.src == self.backend
+                    && if self.reply_dst == CLIENT_ADDR {
+                        key.dst == self.client
+                    } else {
+                        locals.is(self.reply_dst, &key.dst)
+                    }
+            }
+        }
+    }
+
+    fn original_key(&self, locals: &LocalAddrs) -> FlowKey {
+        FlowKey {
+            src: self.client,
+            dst: locals.addr(self.vip),
+            src_port: self.client_port,
+            dst_port: self.vip_port,
+            proto: self.proto,
+        }
+    }
+
+    fn reply_key(&self, locals: &LocalAddrs) -> FlowKey {
+        let dst = if self.reply_dst == CLIENT_ADDR {
+            self.client
+        } else {
+            locals.addr(self.reply_dst)
+        };
+        FlowKey {
+            src: self.backend,
+            dst,
+            src_port: self.backend_port,
+            dst_port: self.reply_dst_port,
+            proto: self.proto,
+        }
+    }
+}
+
+/// A self-contained description of a connection, for control-plane snapshots and for the
+/// expiry callback (which releases the SNAT port: `reply.dst`/`reply.dst_port` under
+/// [`NatMode::FullNat`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ConnInfo {
+    pub id: ConnId,
+    pub original: FlowKey,
+    pub reply: FlowKey,
+    pub data: ConnData,
+    pub state: ConnState,
+    /// Milliseconds since the connection was created.
+    pub age_ms: u32,
+    /// Milliseconds since its last packet.
+    pub idle_ms: u32,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One index slot: a hash tag and `entry index << 1 | direction`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(C, align(8))]
+struct Slot {
+    tag: u32,
+    entry: u32,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot {
+        tag: 0,
+        entry: u32::MAX,
+    };
+
+    #[inline]
+    fn is_empty(self) -> bool {
+        self.entry == u32::MAX
+    }
+}
+
+#[inline]
+fn slot_entry(index: u32, dir: Direction) -> u32 {
+    index << 1 | dir as u32
+}
+
+#[inline]
+fn tag_of(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
+/// The home slot of a tag: a multiply-shift range reduction, so any slot count works and the
+/// home is recoverable from the tag alone.
+#[inline]
+fn home_of(tag: u32, slot_count: usize) -> usize {
+    ((u64::from(tag) * slot_count as u64) >> 32) as usize
+}
+
+#[inline]
+fn next_slot(i: usize, slot_count: usize) -> usize {
+    let n = i + 1;
+    if n >= slot_count {
+        0
+    } else {
+        n
+    }
+}
+
+/// Hint the CPU to start loading the cache line at `p`; no effect on the program's meaning.
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a cache hint: it does not access memory on the program's
+    // behalf and never faults, whatever the address. SSE is part of the x86_64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Interned VIP/SNAT addresses with reference counts: few distinct values, many users.
+#[derive(Clone)]
+struct LocalAddrs {
+    addrs: Vec<Addr>,
+    refs: Vec<u32>,
+    free: Vec<LocalId>,
+    /// Open addressing over ids; `NO_LOCAL` is empty. Power-of-two length >= 2 * capacity.
+    index: Vec<LocalId>,
+    seed: u64,
+}
+
+impl LocalAddrs {
+    fn new(capacity: usize, seed: u64) -> LocalAddrs {
+        let capacity = capacity.min(MAX_LOCAL_ADDRS);
+        let index_len = (capacity * 2).max(2).next_power_of_two();
+        LocalAddrs {
+            addrs: vec![Addr::UNSPECIFIED; capacity],
+            refs: vec![0; capacity],
+            // Reversed so ids are handed out from 0 (any order is correct).
+            free: (0..capacity as LocalId).rev().collect(),
+            index: vec![NO_LOCAL; index_len],
+            seed,
+        }
+    }
+
+    #[inline]
+    fn is(&self, id: LocalId, addr: &Addr) -> bool {
+        self.addrs.get(usize::from(id)) == Some(addr)
+    }
+
+    #[inline]
+    fn addr(&self, id: LocalId) -> Addr {
+        self.addrs
+            .get(usize::from(id))
+            .copied()
+            .unwrap_or(Addr::UNSPECIFIED)
+    }
+
+    #[inline]
+    fn home(&self, addr: &Addr) -> usize {
+        endpoint_hash(addr, 0, self.seed) as usize & (self.index.len() - 1)
+    }
+
+    /// The index position holding `addr`'s id, or the empty position where it would go.
+    fn position(&self, addr: &Addr) -> (usize, Option<LocalId>) {
+        let mask = self.index.len() - 1;
+        let mut i = self.home(addr);
+        for _ in 0..self.index.len() {
+            match self.index.get(i).copied() {
+                None | Some(NO_LOCAL) => return (i, None),
+                Some(id) if self.is(id, addr) => return (i, Some(id)),
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+        (i, None)
+    }
+
+    /// The id of `addr`, interning it if new, with one more reference.
+    fn acquire(&mut self, addr: &Addr) -> Option<LocalId> {
+        let (pos, found) = self.position(addr);
+        let id = match found {
+            Some(id) => id,
+            None => {
+                let id = self.free.pop()?;
+                let (Some(slot), Some(stored)) =
+                    (self.index.get_mut(pos), self.addrs.get_mut(usize::from(id)))
+                else {
+                    self.free.push(id);
+                    return None;
+                };
+                *slot = id;
+                *stored = *addr;
+                id
+            }
+        };
+        if let Some(r) = self.refs.get_mut(usize::from(id)) {
+            *r = r.saturating_add(1);
+        }
+        Some(id)
+    }
+
+    /// Drop one reference; the last one frees the id.
+    fn release(&mut self, id: LocalId) {
+        let Some(r) = self.refs.get_mut(usize::from(id)) else {
+            return;
+        };
+        *r = r.saturating_sub(1);
+        if *r > 0 {
+            return;
+        }
+        let addr = self.addr(id);
+        let (mut hole, found) = self.position(&addr);
+        if found != Some(id) {
+            return;
+        }
+        // Backward-shift deletion, as in the connection index.
+        let mask = self.index.len() - 1;
+        let mut j = hole;
+        for _ in 0..self.index.len() {
+            j = (j + 1) & mask;
+            let Some(&other) = self.index.get(j) else {
+                break;
+            };
+            if other == NO_LOCAL {
+                break;
+            }
+            let home = self.home(&self.addr(other));
+            if !cyclically_between(hole, home, j) {
+                if let Some(h) = self.index.get_mut(hole) {
+                    *h = other;
+                }
+                hole = j;
+            }
+        }
+        if let Some(h) = self.index.get_mut(hole) {
+            *h = NO_LOCAL;
+        }
+        self.free.push(id);
+    }
+}
+
+/// Whether `home` lies in the cyclic interval `(hole, j]`: then the element at `j` may not move
+/// back to `hole` (it would end up before its home).
+#[inline]
+fn cyclically_between(hole: usize, home: usize, j: usize) -> bool {
+    if hole <= j {
+        hole < home && home <= j
+    } else {
+        hole < home || home <= j
+    }
+}
+
+/// The connection table of one worker. Single-threaded: it is `Send` (moved to its worker) but
+/// never shared.
+#[derive(Clone)]
+pub struct ConnTable {
+    conns: Vec<Conn>,
+    free: Vec<u32>,
+    slots: Vec<Slot>,
+    locals: LocalAddrs,
+    seed: u64,
+    len: u32,
+    /// Next slab entry that [`ConnTable::expire`] examines.
+    cursor: u32,
+    timeouts: Timeouts,
+}
+
+impl fmt::Debug for ConnTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("len", &self.len)
+            .field("capacity", &self.conns.len())
+            .field("slots", &self.slots.len())
+            .field("cursor", &self.cursor)
+            .field("timeouts", &self.timeouts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnTable {
+    /// The largest capacity: slot entries hold `index << 1`, and the slot count must fit the
+    /// 32-bit range reduction.
+    pub const MAX_CAPACITY: u32 = 1 << 30;
+
+    /// A table for `capacity` connections (clamped to [`ConnTable::MAX_CAPACITY`]) with default
+    /// timeouts and room for [`DEFAULT_LOCAL_ADDRS`] distinct VIP/SNAT addresses. `seed` keys the
+    /// hash: use a random one per process.
+    pub fn new(capacity: u32, seed: u64) -> ConnTable {
+        ConnTable::with_limits(capacity, DEFAULT_LOCAL_ADDRS, seed, Timeouts::DEFAULT)
+    }
+
+    /// Like [`ConnTable::new`], with the local-address pool size (clamped to
+    /// [`MAX_LOCAL_ADDRS`]) and timeouts given.
+    pub fn with_limits(
+        capacity: u32,
+        local_addrs: usize,
+        seed: u64,
+        timeouts: Timeouts,
+    ) -> ConnTable {
+        let capacity = capacity.min(Self::MAX_CAPACITY);
+        let slot_count = capacity as usize * SLOTS_PER_CONNECTION;
+        ConnTable {
+            conns: vec![Conn::VACANT; capacity as usize],
+            // Popped from the end: entries are used from index 0 up.
+            free: (0..capacity).rev().collect(),
+            slots: vec![Slot::EMPTY; slot_count],
+            locals: LocalAddrs::new(local_addrs, seed ^ 0x6c6f_6361_6c73),
+            seed,
+            len: 0,
+            cursor: 0,
+            timeouts: timeouts.clamped(),
+        }
+    }
+
+    /// Live connections.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Bytes allocated by this table.
+    pub fn memory_bytes(&self) -> usize {
+        self.conns.capacity() * size_of::<Conn>()
+            + self.free.capacity() * size_of::<u32>()
+            + self.slots.capacity() * size_of::<Slot>()
+            + self.locals.addrs.capacity() * size_of::<Addr>()
+            + self.locals.refs.capacity() * size_of::<u32>()
+            + (self.locals.free.capacity() + self.locals.index.capacity()) * size_of::<LocalId>()
+    }
+
+    #[inline]
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+
+    /// Replace the timeouts (clamped, see [`Timeouts::clamped`]); applies to every connection
+    /// from its next expiry check.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.timeouts = timeouts.clamped();
+    }
+
+    /// The hash a lookup of `key` uses; compute it early for a burst and pass it to
+    /// [`ConnTable::lookup_hashed`].
+    #[inline]
+    pub fn hash_key(&self, key: &FlowKey) -> u64 {
+        key.hash(self.seed)
+    }
+
+    /// Find the connection that `key` belongs to, and which way the packet travels.
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey) -> Option<(ConnId, Direction)> {
+        self.lookup_hashed(key, self.hash_key(key))
+    }
+
+    /// Start loading the home slot of `hash` into the cache. For a burst: hash every key and
+    /// prefetch its slot, then [`ConnTable::prefetch_conn`] each, then look each up, so the
+    /// memory latencies of the burst overlap instead of adding up.
+    #[inline]
+    pub fn prefetch_slot(&self, hash: u64) {
+        let home = home_of(tag_of(hash), self.slots.len());
+        if home < self.slots.len() {
+            prefetch(self.slots.as_ptr().wrapping_add(home));
+        }
+    }
+
+    /// Start loading the connection that the home slot of `hash` points at, if its tag
+    /// matches (the common case for a hit). Best after [`ConnTable::prefetch_slot`].
+    #[inline]
+    pub fn prefetch_conn(&self, hash: u64) {
+        let tag = tag_of(hash);
+        let Some(slot) = self.slots.get(home_of(tag, self.slots.len())) else {
+            return;
+        };
+        let index = (slot.entry >> 1) as usize;
+        if slot.tag == tag && index < self.conns.len() {
+            let conn = self.conns.as_ptr().wrapping_add(index);
+            prefetch(conn);
+            // A `Conn` may straddle two cache lines.
+            prefetch(conn.cast::<u8>().wrapping_add(size_of::<Conn>() - 1));
+        }
+    }
+
+    /// [`ConnTable::lookup`] with a hash from [`ConnTable::hash_key`].
+    #[inline]
+    pub fn lookup_hashed(&self, key: &FlowKey, hash: u64) -> Option<(ConnId, Direction)> {
+        self.find(key, hash).map(|(_, entry)| {
+            let dir = if entry & 1 == 0 {
+                Direction::Original
+            } else {
+                Direction::Reply
+            };
+            (ConnId(entry >> 1), dir)
+        })
+    }
+
+    /// The slot position and slot entry of `key`.
+    #[inline]
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<(usize, u32)> {
+        let n = self.slots.len();
+        let tag = tag_of(hash);
+        let mut i = home_of(tag, n);
+        // The load factor is at most 1/2, so an empty slot ends every probe; the bound only
+        // guards against a broken invariant.
+        for _ in 0..n {
+            let slot = *self.slots.get(i)?;
+            if slot.is_empty() {
+                return None;
+            }
+            if slot.tag == tag {
+                let dir = if slot.entry & 1 == 0 {
+                    Direction::Original
+                } else {
+                    Direction::Reply
+                };
+                let conn = self.conns.get((slot.entry >> 1) as usize)?;
+                if conn.matches(key, dir, &self.locals) {
+                    return Some((i, slot.entry));
+                }
+            }
+            i = next_slot(i, n);
+        }
+        None
+    }
+
+    /// Track a new connection under both keys. `reply` is the key that replies will arrive
+    /// with: `backend → client` for DNAT, `backend → SNAT address:port` for full-NAT.
+    /// Apply its first packet with [`Conn::on_packet`] like every later one.
+    pub fn insert(
+        &mut self,
+        original: FlowKey,
+        reply: FlowKey,
+        data: ConnData,
+        now: Tick,
+    ) -> Result<ConnId, InsertError> {
+        if original.proto != reply.proto || original == reply {
+            return Err(InsertError::InvalidKeys);
+        }
+        let original_hash = self.hash_key(&original);
+        let reply_hash = self.hash_key(&reply);
+        if self.find(&original, original_hash).is_some() {
+            return Err(InsertError::Duplicate(Direction::Original));
+        }
+        if self.find(&reply, reply_hash).is_some() {
+            return Err(InsertError::Duplicate(Direction::Reply));
+        }
+        let index = self.free.pop().ok_or(InsertError::Full)?;
+        let Some(vip) = self.locals.acquire(&original.dst) else {
+            self.free.push(index);
+            return Err(InsertError::LocalAddrsFull);
+        };
+        let reply_dst = if reply.dst == original.src {
+            CLIENT_ADDR
+        } else if let Some(id) = self.locals.acquire(&reply.dst) {
+            id
+        } else {
+            self.locals.release(vip);
+            self.free.push(index);
+            return Err(InsertError::LocalAddrsFull);
+        };
+        let Some(conn) = self.conns.get_mut(index as usize) else {
+            // Unreachable: free indices are < capacity.
+            return Err(InsertError::Full);
+        };
+        *conn = Conn {
+            client: original.src,
+            backend: reply.src,
+            client_port: original.src_port,
+            vip_port: original.dst_port,
+            backend_port: reply.src_port,
+            reply_dst_port: reply.dst_port,
+            vip,
+            reply_dst,
+            proto: original.proto,
+            nat: data.nat,
+            tracker: Tracker::new(original.proto),
+            last_seen: now,
+            created: now,
+            service: data.service,
+            backend_index: data.backend,
+            packets: 0,
+            bytes: 0,
+        };
+        self.place(original_hash, slot_entry(index, Direction::Original));
+        self.place(reply_hash, slot_entry(index, Direction::Reply));
+        self.len += 1;
+        Ok(ConnId(index))
+    }
+
+    /// Put `entry` in the first empty slot from its home.
+    fn place(&mut self, hash: u64, entry: u32) {
+        let n = self.slots.len();
+        let tag = tag_of(hash);
+        let mut i = home_of(tag, n);
+        for _ in 0..n {
+            match self.slots.get_mut(i) {
+                Some(slot) if slot.is_empty() => {
+                    *slot = Slot { tag, entry };
+                    return;
+                }
+                Some(_) => i = next_slot(i, n),
+                None => return,
+            }
+        }
+    }
+
+    /// Empty the slot at `hole`, shifting later members of its probe run back so that every
+    /// remaining key stays reachable from its home without crossing an empty slot.
+    fn delete_slot(&mut self, mut hole: usize) {
+        let n = self.slots.len();
+        let mut j = hole;
+        for _ in 0..n {
+            j = next_slot(j, n);
+            let Some(&slot) = self.slots.get(j) else {
+                break;
+            };
+            if slot.is_empty() {
+                break;
+            }
+            if !cyclically_between(hole, home_of(slot.tag, n), j) {
+                if let Some(h) = self.slots.get_mut(hole) {
+                    *h = slot;
+                }
+                hole = j;
+            }
+        }
+        if let Some(h) = self.slots.get_mut(hole) {
+            *h = Slot::EMPTY;
+        }
+    }
+
+    /// Remove the index slot of `key` that points at `entry`.
+    fn unlink(&mut self, key: &FlowKey, entry: u32) {
+        let n = self.slots.len();
+        let tag = tag_of(self.hash_key(key));
+        let mut i = home_of(tag, n);
+        for _ in 0..n {
+            match self.slots.get(i) {
+                Some(slot) if slot.entry == entry => {
+                    self.delete_slot(i);
+                    return;
+                }
+                Some(slot) if !slot.is_empty() => i = next_slot(i, n),
+                _ => return,
+            }
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, id: ConnId) -> Option<&Conn> {
+        self.conns.get(id.0 as usize).filter(|c| c.is_live())
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        self.conns.get_mut(id.0 as usize).filter(|c| c.is_live())
+    }
+
+    /// The connection's key in direction `dir`.
+    pub fn key(&self, id: ConnId, dir: Direction) -> Option<FlowKey> {
+        let conn = self.get(id)?;
+        Some(match dir {
+            Direction::Original => conn.original_key(&self.locals),
+            Direction::Reply => conn.reply_key(&self.locals),
+        })
+    }
+
+    /// What a packet travelling in `dir` must look like after translation: the other
+    /// direction's key, reversed. An original packet leaves as `reply.reversed()` (to the
+    /// backend, from the client or the SNAT address); a reply leaves as `original.reversed()`
+    /// (from the VIP to the client).
+    #[inline]
+    pub fn translated_key(&self, id: ConnId, dir: Direction) -> Option<FlowKey> {
+        self.key(id, dir.opposite()).map(|k| k.reversed())
+    }
+
+    /// Everything about one connection, with ages relative to `now`.
+    pub fn info(&self, id: ConnId, now: Tick) -> Option<ConnInfo> {
+        let conn = self.get(id)?;
+        Some(self.describe(id, conn, now))
+    }
+
+    fn describe(&self, id: ConnId, conn: &Conn, now: Tick) -> ConnInfo {
+        ConnInfo {
+            id,
+            original: conn.original_key(&self.locals),
+            reply: conn.reply_key(&self.locals),
+            data: conn.data(),
+            state: conn.state(),
+            age_ms: now.millis_since(conn.created),
+            idle_ms: now.millis_since(conn.last_seen),
+            packets: conn.packets,
+            bytes: conn.bytes,
+        }
+    }
+
+    /// Remove a connection; returns what it was (so the caller can release its SNAT port), or
+    /// `None` if `id` is not live.
+    pub fn remove(&mut self, id: ConnId, now: Tick) -> Option<ConnInfo> {
+        let info = self.info(id, now)?;
+        self.unlink(&info.original, slot_entry(id.0, Direction::Original));
+        self.unlink(&info.reply, slot_entry(id.0, Direction::Reply));
+        if let Some(conn) = self.conns.get_mut(id.0 as usize) {
+            let (vip, reply_dst) = (conn.vip, conn.reply_dst);
+            *conn = Conn::VACANT;
+            self.locals.release(vip);
+            if reply_dst != CLIENT_ADDR {
+                self.locals.release(reply_dst);
+            }
+        }
+        self.free.push(id.0);
+        self.len = self.len.saturating_sub(1);
+        Some(info)
+    }
+
+    /// Examine at most `budget` slab entries, from where the previous call stopped, and remove
+    /// those idle longer than their state's timeout, calling `on_expire` for each. Bounded
+    /// work: call it once per burst; the whole table is swept every `capacity / budget` calls.
+    /// Returns the number removed.
+    pub fn expire(
+        &mut self,
+        now: Tick,
+        budget: usize,
+        mut on_expire: impl FnMut(&ConnInfo),
+    ) -> usize {
+        let capacity = self.conns.len() as u32;
+        let mut removed = 0;
+        for _ in 0..budget.min(capacity as usize) {
+            let index = self.cursor;
+            self.cursor = if index + 1 >= capacity { 0 } else { index + 1 };
+            let Some(conn) = self.conns.get(index as usize) else {
+                continue;
+            };
+            if !conn.is_live() {
+                continue;
+            }
+            let timeout = conn.tracker.timeout(conn.proto, &self.timeouts);
+            if now.millis_since(conn.last_seen) >= timeout {
+                if let Some(info) = self.remove(ConnId(index), now) {
+                    on_expire(&info);
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// Every live connection, for a control-plane snapshot (walks the whole slab: not for the
+    /// packet path).
+    pub fn iter(&self, now: Tick) -> impl Iterator<Item = ConnInfo> + '_ {
+        self.conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_live())
+            .map(move |(i, c)| self.describe(ConnId(i as u32), c, now))
+    }
+
+    /// Check the index invariants (tests only): every slot is reachable from its home without
+    /// crossing an empty slot, points at a live entry whose key hashes to its tag, and every
+    /// live entry has exactly its two slots.
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        let n = self.slots.len();
+        let mut occupied = 0;
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.is_empty() {
+                continue;
+            }
+            occupied += 1;
+            let mut j = home_of(slot.tag, n);
+            while j != i {
+                assert!(!self.slots[j].is_empty(), "slot {i} unreachable from home");
+                j = next_slot(j, n);
+            }
+            let id = ConnId(slot.entry >> 1);
+            let dir = if slot.entry & 1 == 0 {
+                Direction::Original
+            } else {
+                Direction::Reply
+            };
+            let key = self.key(id, dir).expect("slot points at a free entry");
+            assert_eq!(tag_of(self.hash_key(&key)), slot.tag);
+            assert_eq!(self.lookup(&key), Some((id, dir)));
+        }
+        assert_eq!(occupied, 2 * self.len());
+        assert_eq!(self.free.len() + self.len(), self.capacity());
+        let mut refs = vec![0u32; self.locals.refs.len()];
+        for conn in self.conns.iter().filter(|c| c.is_live()) {
+            refs[usize::from(conn.vip)] += 1;
+            if conn.reply_dst != CLIENT_ADDR {
+                refs[usize::from(conn.reply_dst)] += 1;
+            }
+        }
+        assert_eq!(refs, self.locals.refs);
+    }
+}
+
+#[cfg(test)]
+mod tests;
