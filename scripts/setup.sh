@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything Sluice needs on Debian 12 (idempotent): DPDK 22.11 with its PMD plugins
+# and dpdk-testpmd, libclang for bindgen, network tools for the namespace tests, and the Rust
+# components the checks use.
+set -euo pipefail
+
+APT_PACKAGES=(
+  dpdk dpdk-dev libclang-dev clang pkg-config build-essential
+  iproute2 ethtool socat curl nginx-light python3 python3-pip python3-scapy
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2
+  exit 1
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt 2>/dev/null || true
+
+pkg-config --modversion libdpdk >/dev/null
+echo "setup: DPDK $(pkg-config --modversion libdpdk), $(cargo --version)"

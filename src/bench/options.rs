@@ -1,0 +1,169 @@
+//! Command line of `sluice-bench`: testpmd's shape, `<EAL args> -- <bench options>`.
+
+use clap::{Parser, ValueEnum};
+
+/// What each forwarding stream does with a burst (testpmd's `--forward-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardMode {
+    /// Forward packets unchanged to the peer port.
+    Io,
+    /// Swap source and destination MAC addresses, then forward.
+    Macswap,
+    /// Receive and free.
+    Rxonly,
+    /// Generate packets (see --txpkts, --txflows) and send them; receive nothing.
+    Txonly,
+}
+
+/// How RX ports map to TX ports (testpmd's `--port-topology`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortTopology {
+    /// 0<->1, 2<->3, ...
+    Paired,
+    /// 0->1->2->...->0
+    Chained,
+    /// Each port sends back out of itself.
+    Loop,
+}
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "sluice-bench",
+    version = crate::build_info::LONG_VERSION,
+    about = "testpmd-style forwarding benchmark for Sluice's fast path",
+    long_about = "testpmd-style forwarding benchmark for Sluice's fast path.\n\n\
+        Usage is testpmd's: EAL arguments first, then `--`, then the options below, e.g.\n  \
+        sluice-bench -l 0,1 --no-huge -m 512 --no-shconf --vdev net_null0 --vdev net_null1 -- \\\n    \
+        --forward-mode=io --stats-period 1 --duration 10"
+)]
+pub struct BenchOptions {
+    /// Forwarding engine.
+    #[arg(long, value_enum, default_value = "io")]
+    pub forward_mode: ForwardMode,
+    /// Number of forwarding lcores (taken from the EAL lcores after the main one).
+    #[arg(long, default_value_t = 1)]
+    pub nb_cores: usize,
+    /// Packets per RX/TX burst (1..=32).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub burst: u16,
+    /// RX queues per port.
+    #[arg(long, default_value_t = 1)]
+    pub rxq: u16,
+    /// TX queues per port.
+    #[arg(long, default_value_t = 1)]
+    pub txq: u16,
+    /// RX descriptors per queue.
+    #[arg(long, default_value_t = 1024)]
+    pub rxd: u16,
+    /// TX descriptors per queue.
+    #[arg(long, default_value_t = 1024)]
+    pub txd: u16,
+    #[arg(long, value_enum, default_value = "paired")]
+    pub port_topology: PortTopology,
+    /// Only use these port ids (comma-separated); default: every probed port.
+    #[arg(long, value_delimiter = ',')]
+    pub portlist: Option<Vec<u16>>,
+    /// txonly: frame length in bytes, without FCS (42..=1514).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(42..=1514))]
+    pub txpkts: u16,
+    /// txonly: number of distinct flows (UDP source ports) generated.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub txflows: u32,
+    /// Print statistics every N seconds (0: only at the end).
+    #[arg(long, default_value_t = 0)]
+    pub stats_period: u64,
+    /// Stop after N seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Mbufs in the packet pool (default: sized from ports, queues and descriptors).
+    #[arg(long)]
+    pub total_num_mbufs: Option<u32>,
+    /// Data room per mbuf, headroom included.
+    #[arg(long, default_value_t = 2176)]
+    pub mbuf_size: u16,
+    /// Measure busy cycles (TSC around each non-empty burst), as testpmd's
+    /// --record-core-cycles; costs a little per burst.
+    #[arg(long)]
+    pub record_core_cycles: bool,
+    /// Print statistics as JSON (one object per period, then the final report).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Splits a testpmd-style argument vector at the first `--`: (EAL args with argv[0], the
+/// bench's own args with argv[0]).
+pub fn split_args(args: &[String]) -> (Vec<String>, Vec<String>) {
+    let program = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "sluice-bench".into());
+    let rest = args.get(1..).unwrap_or_default();
+    match rest.iter().position(|a| a == "--") {
+        Some(i) => {
+            let mut eal = vec![program.clone()];
+            eal.extend_from_slice(&rest[..i]);
+            let mut app = vec![program];
+            app.extend_from_slice(&rest[i + 1..]);
+            (eal, app)
+        }
+        None => {
+            // Without `--`, everything is EAL args unless it is a plain --help/--version.
+            if rest
+                .iter()
+                .any(|a| a == "--help" || a == "-h" || a == "--version" || a == "-V")
+            {
+                (
+                    vec![program.clone()],
+                    std::iter::once(program)
+                        .chain(rest.iter().cloned())
+                        .collect(),
+                )
+            } else {
+                let mut eal = vec![program.clone()];
+                eal.extend_from_slice(rest);
+                (eal, vec![program])
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn splits_like_testpmd() {
+        let (eal, app) = split_args(&strings(&[
+            "b",
+            "-l",
+            "0,1",
+            "--no-huge",
+            "--",
+            "--forward-mode=io",
+        ]));
+        assert_eq!(eal, strings(&["b", "-l", "0,1", "--no-huge"]));
+        assert_eq!(app, strings(&["b", "--forward-mode=io"]));
+        let opts = BenchOptions::try_parse_from(app).unwrap();
+        assert_eq!(opts.forward_mode, ForwardMode::Io);
+    }
+
+    #[test]
+    fn rejects_out_of_range_burst_and_sizes() {
+        assert!(BenchOptions::try_parse_from(["b", "--burst", "64"]).is_err());
+        assert!(BenchOptions::try_parse_from(["b", "--txpkts", "20"]).is_err());
+        assert!(BenchOptions::try_parse_from(["b", "--forward-mode", "bogus"]).is_err());
+    }
+
+    #[test]
+    fn version_only_needs_no_eal() {
+        let (eal, app) = split_args(&strings(&["b", "--version"]));
+        assert_eq!(eal, strings(&["b"]));
+        assert_eq!(app, strings(&["b", "--version"]));
+    }
+}
