@@ -196,6 +196,7 @@ pub struct Snapshot {
     snat_pools: Vec<SnatPool>,
     routes: Vec<Route>,
     neighbours: Vec<Neighbour>,
+    neighbour_by_addr: HashMap<Addr, usize>,
 }
 
 impl Snapshot {
@@ -268,6 +269,13 @@ impl Snapshot {
             snat_addrs,
             snat_pools: config.snat_pools,
             routes: config.routes,
+            neighbour_by_addr: config
+                .neighbours
+                .iter()
+                .enumerate()
+                .rev() // the first entry for an address wins
+                .map(|(i, n)| (n.addr, i))
+                .collect(),
             neighbours: config.neighbours,
         })
     }
@@ -313,6 +321,12 @@ impl Snapshot {
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// The static neighbour entry for `addr`, if any.
+    #[inline]
+    pub fn neighbour(&self, addr: &Addr) -> Option<&Neighbour> {
+        self.neighbours.get(*self.neighbour_by_addr.get(addr)?)
     }
 
     pub fn neighbours(&self) -> &[Neighbour] {

@@ -1,0 +1,179 @@
+//! Per-worker counters: one writer (the worker), any number of readers, no atomic
+//! read-modify-write on the fast path. Readers sum the workers' values.
+//!
+//! Per-service and per-backend counters are indexed by the stable counter slots the control
+//! plane assigns (`Service::id`, `Backend::id`) and are preallocated to a fixed capacity, so
+//! a snapshot change never reallocates or re-keys them. A slot's counters are monotonic for the
+//! life of the process; the control plane records a baseline when it reuses a slot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::DropReason;
+
+/// A monotonic counter with a single writer.
+#[derive(Debug, Default)]
+#[repr(transparent)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`; only the owning worker calls this (a plain load and store, no lock prefix).
+    #[inline(always)]
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Subtracts `n` (for gauges such as open connections).
+    #[inline(always)]
+    pub fn sub(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_sub(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    #[inline(always)]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one service on one worker.
+#[derive(Debug, Default)]
+pub struct ServiceCounters {
+    pub packets: Counter,
+    pub bytes: Counter,
+    pub new_connections: Counter,
+    /// New flows refused because no backend took new flows (answered with RST/unreachable).
+    pub rejected: Counter,
+}
+
+/// Counters of one backend on one worker.
+#[derive(Debug, Default)]
+pub struct BackendCounters {
+    pub packets: Counter,
+    pub bytes: Counter,
+    pub new_connections: Counter,
+    pub closed_connections: Counter,
+}
+
+impl BackendCounters {
+    /// Connections open now: opened minus closed (both counted by the same worker).
+    pub fn active_connections(&self) -> u64 {
+        self.new_connections
+            .get()
+            .saturating_sub(self.closed_connections.get())
+    }
+}
+
+/// Everything one worker counts. Shared (in an `Arc`) between the worker and readers.
+#[derive(Debug)]
+pub struct WorkerCounters {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+    /// Packets this worker passed to the worker that owns their connection.
+    pub handoff_out: Counter,
+    /// Packets other workers passed to this one.
+    pub handoff_in: Counter,
+    pub new_connections: Counter,
+    pub closed_connections: Counter,
+    /// Connections open now in this worker's table (a gauge, written by the worker).
+    pub active_connections: Counter,
+    /// TCP resets and ICMP unreachables sent for refused flows.
+    pub rejects_sent: Counter,
+    /// Echo replies sent for the appliance's VIPs.
+    pub echo_replies: Counter,
+    /// Snapshot generation the worker last picked up.
+    pub snapshot_generation: Counter,
+    drops: [Counter; DropReason::COUNT],
+    services: Box<[ServiceCounters]>,
+    backends: Box<[BackendCounters]>,
+}
+
+impl WorkerCounters {
+    /// Counters with room for `services` service slots and `backends` backend slots.
+    pub fn new(services: u32, backends: u32) -> WorkerCounters {
+        WorkerCounters {
+            rx_packets: Counter::default(),
+            rx_bytes: Counter::default(),
+            tx_packets: Counter::default(),
+            tx_bytes: Counter::default(),
+            handoff_out: Counter::default(),
+            handoff_in: Counter::default(),
+            new_connections: Counter::default(),
+            closed_connections: Counter::default(),
+            active_connections: Counter::default(),
+            rejects_sent: Counter::default(),
+            echo_replies: Counter::default(),
+            snapshot_generation: Counter::default(),
+            drops: std::array::from_fn(|_| Counter::default()),
+            services: (0..services).map(|_| ServiceCounters::default()).collect(),
+            backends: (0..backends).map(|_| BackendCounters::default()).collect(),
+        }
+    }
+
+    #[inline(always)]
+    pub fn count_drop(&self, reason: DropReason) {
+        if let Some(c) = self.drops.get(reason.index()) {
+            c.inc();
+        }
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason.index()).map_or(0, Counter::get)
+    }
+
+    /// All drops, whatever the reason.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().map(Counter::get).sum()
+    }
+
+    #[inline(always)]
+    pub fn service(&self, slot: u32) -> Option<&ServiceCounters> {
+        self.services.get(slot as usize)
+    }
+
+    #[inline(always)]
+    pub fn backend(&self, slot: u32) -> Option<&BackendCounters> {
+        self.backends.get(slot as usize)
+    }
+
+    pub fn service_capacity(&self) -> u32 {
+        self.services.len() as u32
+    }
+
+    pub fn backend_capacity(&self) -> u32 {
+        self.backends.len() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_add_and_out_of_range_slots_are_ignored() {
+        let c = WorkerCounters::new(2, 3);
+        c.rx_packets.add(5);
+        c.count_drop(DropReason::NoService);
+        c.count_drop(DropReason::NoService);
+        assert_eq!(c.rx_packets.get(), 5);
+        assert_eq!(c.drops(DropReason::NoService), 2);
+        assert_eq!(c.total_drops(), 2);
+        assert!(c.service(1).is_some());
+        assert!(c.service(2).is_none());
+        let b = c.backend(2).unwrap();
+        b.new_connections.add(3);
+        b.closed_connections.inc();
+        assert_eq!(b.active_connections(), 2);
+    }
+}

@@ -1,0 +1,666 @@
+//! The per-packet function of a worker: parse, classify, find or create the connection,
+//! translate, and pick the next hop. Pure Rust over a byte buffer, so it is tested and
+//! benchmarked without DPDK; the DPDK worker loop (`crate::worker`) drives it per burst.
+//!
+//! Nothing here allocates, locks, makes a syscall or panics per packet: the connection table
+//! and SNAT allocators are preallocated, counters are single-writer, and every header access is
+//! bounds-checked (a malformed packet is dropped and counted).
+
+pub mod counters;
+pub mod reject;
+pub mod rewrite;
+
+use std::sync::Arc;
+
+use crate::conntrack::{
+    ConnData, ConnTable, Direction, InsertError, Ownership, PortPartition, SnatPorts, Tick,
+    Timeouts, Transition,
+};
+use crate::flow::{Addr, FlowKey, NatMode, Proto};
+use crate::lb::RoundRobinCursors;
+use crate::snapshot::{ServiceKey, Snapshot};
+use crate::wire::{self, EtherKind, PacketInfo, ParseError};
+
+pub use counters::{BackendCounters, Counter, ServiceCounters, WorkerCounters};
+
+/// A packet buffer the pipeline can read, write and resize at the tail (a `Vec<u8>` in tests,
+/// an mbuf in the DPDK worker).
+pub trait PacketBuf {
+    fn data(&self) -> &[u8];
+    fn data_mut(&mut self) -> &mut [u8];
+    /// Grows (zero-filled) or shrinks the packet to `len` bytes; false if it cannot.
+    fn resize(&mut self, len: usize) -> bool;
+}
+
+impl PacketBuf for Vec<u8> {
+    fn data(&self) -> &[u8] {
+        self
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        self
+    }
+    fn resize(&mut self, len: usize) -> bool {
+        Vec::resize(self, len, 0);
+        true
+    }
+}
+
+/// Why a packet was dropped. Parse failures keep their own reason.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    Malformed(ParseError),
+    /// Neither IPv4 nor IPv6 (ARP and others belong to the exception path).
+    NotIp,
+    /// IP fragments: not load-balanced (see the fragment policy in the docs).
+    Fragment,
+    /// ICMP other than an echo request to a VIP.
+    IcmpUnhandled,
+    /// An IP protocol other than TCP, UDP or ICMP.
+    UnsupportedProtocol,
+    /// Not addressed to a VIP and not part of a known connection.
+    NoConnection,
+    /// To a VIP, but no service listens on that port and protocol (answered with a reject).
+    NoService,
+    /// A TCP segment other than a SYN for a flow the table does not know (RST, or mid-stream
+    /// pickup disabled).
+    TcpNotSyn,
+    /// The connection table is full: new flows are dropped until entries expire.
+    TableFull,
+    /// No free SNAT port on this worker for a full-NAT flow.
+    SnatExhausted,
+    /// The full-NAT service's SNAT pool is not in the snapshot (configuration race).
+    NoSnatPool,
+    /// TTL or hop limit would reach zero.
+    TtlExceeded,
+    /// No neighbour (MAC address) known for the next hop.
+    NoNeighbour,
+    /// A packet handed over by another worker that this worker does not own either.
+    HandoffMisrouted,
+    /// The handoff ring to the owning worker was full.
+    HandoffRingFull,
+    /// The TX queue refused the packet.
+    TxFull,
+    /// A multi-segment mbuf (ports run without scatter; never expected).
+    MultiSegment,
+}
+
+const OWN_REASONS: [DropReason; 16] = [
+    DropReason::NotIp,
+    DropReason::Fragment,
+    DropReason::IcmpUnhandled,
+    DropReason::UnsupportedProtocol,
+    DropReason::NoConnection,
+    DropReason::NoService,
+    DropReason::TcpNotSyn,
+    DropReason::TableFull,
+    DropReason::SnatExhausted,
+    DropReason::NoSnatPool,
+    DropReason::TtlExceeded,
+    DropReason::NoNeighbour,
+    DropReason::HandoffMisrouted,
+    DropReason::HandoffRingFull,
+    DropReason::TxFull,
+    DropReason::MultiSegment,
+];
+
+impl DropReason {
+    pub const COUNT: usize = ParseError::COUNT + OWN_REASONS.len();
+
+    /// Every reason, in counter-index order.
+    pub fn all() -> impl Iterator<Item = DropReason> {
+        ParseError::ALL
+            .into_iter()
+            .map(DropReason::Malformed)
+            .chain(OWN_REASONS)
+    }
+
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            DropReason::Malformed(e) => e.index(),
+            other => ParseError::COUNT + OWN_REASONS.iter().position(|r| *r == other).unwrap_or(0),
+        }
+    }
+
+    /// The counter label, e.g. `malformed_truncated` or `table_full`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::Malformed(e) => e.as_str(),
+            DropReason::NotIp => "not_ip",
+            DropReason::Fragment => "fragment",
+            DropReason::IcmpUnhandled => "icmp_unhandled",
+            DropReason::UnsupportedProtocol => "unsupported_protocol",
+            DropReason::NoConnection => "no_connection",
+            DropReason::NoService => "no_service",
+            DropReason::TcpNotSyn => "tcp_not_syn",
+            DropReason::TableFull => "table_full",
+            DropReason::SnatExhausted => "snat_exhausted",
+            DropReason::NoSnatPool => "no_snat_pool",
+            DropReason::TtlExceeded => "ttl_exceeded",
+            DropReason::NoNeighbour => "no_neighbour",
+            DropReason::HandoffMisrouted => "handoff_misrouted",
+            DropReason::HandoffRingFull => "handoff_ring_full",
+            DropReason::TxFull => "tx_full",
+            DropReason::MultiSegment => "multi_segment",
+        }
+    }
+}
+
+/// What to do with a packet after [`Worker::process`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Rewritten and addressed: send it out of `port`.
+    Forward { port: u16 },
+    /// Turned into an answer (reset, unreachable, echo reply): send it back out of `port`.
+    Reply { port: u16 },
+    /// Another worker owns this packet's connection: hand it over, untouched.
+    Handoff { worker: u16 },
+    /// Dropped (already counted).
+    Drop(DropReason),
+}
+
+/// How one worker is set up. All sizes are fixed at construction.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// This worker's index, `0..workers`.
+    pub index: u16,
+    pub workers: u16,
+    /// Connections this worker can track (preallocated).
+    pub conn_capacity: u32,
+    pub timeouts: Timeouts,
+    /// Seed shared by all workers for ownership hashing (must be equal on every worker).
+    pub ownership_seed: u64,
+    /// Full-NAT source ports, split among the workers.
+    pub snat_first_port: u16,
+    pub snat_last_port: u16,
+    /// Accept a TCP flow the table does not know when its first packet is not a SYN (e.g. after
+    /// a restart or failover): it goes to the backend selection would pick now.
+    pub midstream_pickup: bool,
+    /// Connection-table entries examined per [`Worker::housekeeping`] call.
+    pub expire_budget: usize,
+    /// MAC address of each port, by port index.
+    pub port_macs: Vec<[u8; 6]>,
+    /// Counter slots preallocated for services and backends (`Service::id`, `Backend::id`).
+    pub service_counter_slots: u32,
+    pub backend_counter_slots: u32,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            index: 0,
+            workers: 1,
+            conn_capacity: 1 << 16,
+            timeouts: Timeouts::DEFAULT,
+            ownership_seed: 0x005e_ed51,
+            snat_first_port: PortPartition::DEFAULT_FIRST,
+            snat_last_port: PortPartition::DEFAULT_LAST,
+            midstream_pickup: true,
+            expire_budget: 256,
+            port_macs: vec![[0x02, 0, 0, 0, 0, 0x01]],
+            service_counter_slots: 4096,
+            backend_counter_slots: 65536,
+        }
+    }
+}
+
+/// Errors building a worker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkerError {
+    #[error("worker index {index} out of range for {workers} workers")]
+    BadIndex { index: u16, workers: u16 },
+    #[error("SNAT port range: {0}")]
+    Ports(String),
+}
+
+/// One worker's packet state: its connection table, SNAT ports, round-robin cursors and
+/// counters. Single-threaded; the DPDK loop owns it.
+#[derive(Debug)]
+pub struct Worker {
+    cfg: WorkerConfig,
+    conns: ConnTable,
+    ownership: Ownership,
+    partition: PortPartition,
+    /// One allocator per distinct SNAT pool address list seen in any snapshot; kept (they are
+    /// small) so leases of connections from older snapshots can always be released.
+    snat: Vec<SnatPorts>,
+    /// For each snapshot SNAT pool index, the allocator in `snat` (rebuilt per generation).
+    snat_by_pool: Vec<usize>,
+    rr: RoundRobinCursors,
+    counters: Arc<WorkerCounters>,
+    generation: Option<u64>,
+    selection_hash_seed: u64,
+}
+
+impl Worker {
+    pub fn new(cfg: WorkerConfig) -> Result<Worker, WorkerError> {
+        if cfg.workers == 0 || cfg.index >= cfg.workers {
+            return Err(WorkerError::BadIndex {
+                index: cfg.index,
+                workers: cfg.workers,
+            });
+        }
+        let partition = PortPartition::new(cfg.snat_first_port, cfg.snat_last_port, cfg.workers)
+            .map_err(|e| WorkerError::Ports(e.to_string()))?;
+        let ownership = Ownership::new(
+            cfg.workers,
+            cfg.ownership_seed,
+            cfg.snat_first_port,
+            cfg.snat_last_port,
+        )
+        .map_err(|e| WorkerError::Ports(e.to_string()))?;
+        let mut conns =
+            ConnTable::new(cfg.conn_capacity, cfg.ownership_seed ^ u64::from(cfg.index));
+        conns.set_timeouts(cfg.timeouts);
+        let counters = Arc::new(WorkerCounters::new(
+            cfg.service_counter_slots,
+            cfg.backend_counter_slots,
+        ));
+        Ok(Worker {
+            rr: RoundRobinCursors::new(u64::from(cfg.index)),
+            cfg,
+            conns,
+            ownership,
+            partition,
+            snat: Vec::new(),
+            snat_by_pool: Vec::new(),
+            counters,
+            generation: None,
+            selection_hash_seed: 0,
+        })
+    }
+
+    pub fn index(&self) -> u16 {
+        self.cfg.index
+    }
+
+    pub fn counters(&self) -> &Arc<WorkerCounters> {
+        &self.counters
+    }
+
+    pub fn connections(&self) -> &ConnTable {
+        &self.conns
+    }
+
+    /// Which worker owns this packet's connection (computable from the packet alone, the same
+    /// on every worker; see DESIGN.md "Connection ownership").
+    #[inline]
+    pub fn owner(&self, snap: &Snapshot, key: &FlowKey) -> u16 {
+        if self.cfg.workers == 1 {
+            return 0;
+        }
+        if snap.is_vip(&key.dst) {
+            self.ownership.owner_of_original(key)
+        } else {
+            let to_snat = snap.is_snat_addr(&key.dst);
+            self.ownership
+                .owner_of_reply(key, to_snat)
+                .unwrap_or(self.cfg.index)
+        }
+    }
+
+    /// Picks up a new snapshot: called when the generation changes, before its first packet.
+    /// May allocate (allocators for new SNAT pools, round-robin cursors); never per packet.
+    pub fn on_snapshot(&mut self, snap: &Snapshot) {
+        if self.generation == Some(snap.generation()) {
+            return;
+        }
+        self.generation = Some(snap.generation());
+        self.selection_hash_seed = snap.selection_seed();
+        self.rr.fit(snap.services().len());
+        self.snat_by_pool.clear();
+        for pool in snap.snat_pools() {
+            let found = self
+                .snat
+                .iter()
+                .position(|s| s.addrs() == pool.addrs.as_slice());
+            let index = match found {
+                Some(i) => i,
+                None => {
+                    match SnatPorts::new(
+                        &pool.addrs,
+                        &self.partition,
+                        self.cfg.index,
+                        self.cfg.ownership_seed,
+                    ) {
+                        Ok(ports) => {
+                            self.snat.push(ports);
+                            self.snat.len() - 1
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot build SNAT allocator");
+                            usize::MAX
+                        }
+                    }
+                }
+            };
+            self.snat_by_pool.push(index);
+        }
+        self.counters.snapshot_generation.add(
+            snap.generation()
+                .wrapping_sub(self.counters.snapshot_generation.get()),
+        );
+    }
+
+    /// Handles one received packet. `ingress` is the port it arrived on; `handed_over` is set
+    /// for packets another worker passed here (they must not be passed on again).
+    #[inline]
+    pub fn process<B: PacketBuf + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        ingress: u16,
+        now: Tick,
+        handed_over: bool,
+    ) -> Verdict {
+        let verdict = self.classify_and_translate(snap, pkt, ingress, now, handed_over);
+        if let Verdict::Drop(reason) = verdict {
+            self.counters.count_drop(reason);
+        }
+        verdict
+    }
+
+    #[inline]
+    fn classify_and_translate<B: PacketBuf + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        ingress: u16,
+        now: Tick,
+        handed_over: bool,
+    ) -> Verdict {
+        let info = match wire::parse(pkt.data()) {
+            Ok(info) => info,
+            Err(e) => return Verdict::Drop(DropReason::Malformed(e)),
+        };
+        match info.ether_kind {
+            EtherKind::Ipv4 | EtherKind::Ipv6 => {}
+            _ => return Verdict::Drop(DropReason::NotIp),
+        }
+        if info.is_fragment() {
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        let key = match info.flow_key() {
+            Some(key) => key,
+            None if info.is_icmp() => return Verdict::Drop(DropReason::IcmpUnhandled),
+            None => return Verdict::Drop(DropReason::UnsupportedProtocol),
+        };
+        if matches!(key.proto, Proto::Icmp | Proto::Icmpv6) {
+            return self.icmp_echo(snap, pkt, &info, ingress);
+        }
+
+        let owner = self.owner(snap, &key);
+        if owner != self.cfg.index {
+            if handed_over {
+                return Verdict::Drop(DropReason::HandoffMisrouted);
+            }
+            self.counters.handoff_out.inc();
+            return Verdict::Handoff { worker: owner };
+        }
+        if handed_over {
+            self.counters.handoff_in.inc();
+        }
+
+        let bytes = u32::from(info.l4_len) + u32::from(info.l4_offset);
+        let flags = info.tcp_flags.0;
+        let hash = self.conns.hash_key(&key);
+        let (id, dir) = match self.conns.lookup_hashed(&key, hash) {
+            Some(hit) => hit,
+            None => match self.new_connection(snap, pkt, &info, &key, ingress, now) {
+                Ok(created) => created,
+                Err(verdict) => return verdict,
+            },
+        };
+        let Some(translated) = self.conns.translated_key(id, dir) else {
+            return Verdict::Drop(DropReason::NoConnection);
+        };
+        let Some(conn) = self.conns.get_mut(id) else {
+            return Verdict::Drop(DropReason::NoConnection);
+        };
+        let data = conn.data();
+        // State transitions only change the idle timeout; the table applies it.
+        let _: Transition = conn.on_packet(dir, flags, bytes, now);
+        if let Some(c) = self.counters.service(data.service) {
+            c.packets.inc();
+            c.bytes.add(u64::from(bytes));
+        }
+        if let Some(c) = self.counters.backend(data.backend) {
+            c.packets.inc();
+            c.bytes.add(u64::from(bytes));
+        }
+        if info.ttl <= 1 {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        let frame = pkt.data_mut();
+        if !rewrite::translate(frame, &info, &translated) {
+            return Verdict::Drop(DropReason::Malformed(ParseError::Truncated));
+        }
+        self.address_l2(snap, frame, &translated.dst)
+    }
+
+    /// Creates the connection for the first packet of a flow to a VIP, or says what to do
+    /// instead (reject, drop).
+    #[inline]
+    fn new_connection<B: PacketBuf + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        info: &PacketInfo,
+        key: &FlowKey,
+        ingress: u16,
+        now: Tick,
+    ) -> Result<(crate::conntrack::ConnId, Direction), Verdict> {
+        if !snap.is_vip(&key.dst) {
+            return Err(Verdict::Drop(DropReason::NoConnection));
+        }
+        let service_key = ServiceKey {
+            vip: key.dst,
+            port: key.dst_port,
+            proto: key.proto,
+        };
+        let Some(service) = snap.service(&service_key) else {
+            return Err(self.reject(pkt, info, ingress));
+        };
+        if key.proto == Proto::Tcp {
+            let flags = info.tcp_flags;
+            if flags.rst() || (!flags.syn() && !self.cfg.midstream_pickup) {
+                return Err(Verdict::Drop(DropReason::TcpNotSyn));
+            }
+        }
+        let Some((_, backend)) = service.select_backend(key, &mut self.rr) else {
+            if let Some(c) = self.counters.service(service.id) {
+                c.rejected.inc();
+            }
+            return Err(self.reject(pkt, info, ingress));
+        };
+        let backend = *backend;
+        let (reply, lease) = match service.mode {
+            NatMode::Dnat => (
+                FlowKey {
+                    src: backend.addr,
+                    dst: key.src,
+                    src_port: backend.port,
+                    dst_port: key.src_port,
+                    proto: key.proto,
+                },
+                None,
+            ),
+            NatMode::FullNat => {
+                let allocator = service
+                    .snat_pool
+                    .and_then(|p| self.snat_by_pool.get(p))
+                    .and_then(|&i| self.snat.get_mut(i));
+                let Some(allocator) = allocator else {
+                    return Err(Verdict::Drop(DropReason::NoSnatPool));
+                };
+                let Some(lease) = allocator.allocate(key.proto, key.hash(self.selection_hash_seed))
+                else {
+                    return Err(Verdict::Drop(DropReason::SnatExhausted));
+                };
+                (
+                    FlowKey {
+                        src: backend.addr,
+                        dst: lease.addr,
+                        src_port: backend.port,
+                        dst_port: lease.port,
+                        proto: key.proto,
+                    },
+                    Some(lease),
+                )
+            }
+        };
+        let data = ConnData {
+            service: service.id,
+            backend: backend.id,
+            nat: service.mode,
+        };
+        match self.conns.insert(*key, reply, data, now) {
+            Ok(id) => {
+                self.counters.new_connections.inc();
+                self.counters.active_connections.inc();
+                if let Some(c) = self.counters.service(service.id) {
+                    c.new_connections.inc();
+                }
+                if let Some(c) = self.counters.backend(backend.id) {
+                    c.new_connections.inc();
+                }
+                Ok((id, Direction::Original))
+            }
+            Err(e) => {
+                if let Some(lease) = lease {
+                    self.release_snat(&lease.addr, key.proto, lease.port);
+                }
+                Err(Verdict::Drop(match e {
+                    InsertError::Full | InsertError::LocalAddrsFull => DropReason::TableFull,
+                    // The reply key is taken (e.g. a DNAT client reusing a port towards the
+                    // same backend through another VIP): refuse rather than mix connections.
+                    InsertError::Duplicate(_) | InsertError::InvalidKeys => {
+                        DropReason::NoConnection
+                    }
+                }))
+            }
+        }
+    }
+
+    /// Refuses a flow: TCP reset or ICMP port unreachable back to the sender.
+    fn reject<B: PacketBuf + ?Sized>(
+        &mut self,
+        pkt: &mut B,
+        info: &PacketInfo,
+        ingress: u16,
+    ) -> Verdict {
+        let sent = if info.l4_proto == 6 {
+            // Never answer a reset with a reset.
+            !info.tcp_flags.rst() && reject::tcp_reset(pkt, info)
+        } else {
+            reject::port_unreachable(pkt, info)
+        };
+        if sent {
+            self.counters.rejects_sent.inc();
+            Verdict::Reply { port: ingress }
+        } else {
+            Verdict::Drop(DropReason::NoService)
+        }
+    }
+
+    fn icmp_echo<B: PacketBuf + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        info: &PacketInfo,
+        ingress: u16,
+    ) -> Verdict {
+        let is_request = matches!((info.ip_version, info.icmp_type), (4, 8) | (6, 128));
+        if is_request && snap.is_vip(&info.dst) && reject::echo_reply(pkt.data_mut(), info) {
+            self.counters.echo_replies.inc();
+            return Verdict::Reply { port: ingress };
+        }
+        Verdict::Drop(DropReason::IcmpUnhandled)
+    }
+
+    /// Sets the MACs for the next hop towards `dst` and picks the egress port.
+    #[inline]
+    fn address_l2(&self, snap: &Snapshot, frame: &mut [u8], dst: &Addr) -> Verdict {
+        let next_hop = next_hop(snap, dst);
+        let Some(neighbour) = snap.neighbour(&next_hop) else {
+            return Verdict::Drop(DropReason::NoNeighbour);
+        };
+        let src_mac = self
+            .cfg
+            .port_macs
+            .get(usize::from(neighbour.port))
+            .copied()
+            .unwrap_or([0; 6]);
+        rewrite::set_macs(frame, &neighbour.mac, &src_mac);
+        Verdict::Forward {
+            port: neighbour.port,
+        }
+    }
+
+    /// Ages the connection table a bounded step (call once per poll loop, also when idle) and
+    /// releases what expired connections held.
+    pub fn housekeeping(&mut self, now: Tick) -> usize {
+        let budget = self.cfg.expire_budget;
+        let counters = self.counters.clone();
+        let snat = &mut self.snat;
+        self.conns.expire(now, budget, |info| {
+            counters.closed_connections.inc();
+            counters.active_connections.sub(1);
+            if let Some(c) = counters.backend(info.data.backend) {
+                c.closed_connections.inc();
+            }
+            if info.data.nat == NatMode::FullNat {
+                let (addr, port) = (info.reply.dst, info.reply.dst_port);
+                for allocator in snat.iter_mut() {
+                    if allocator.release(&addr, info.original.proto, port) {
+                        break;
+                    }
+                }
+            }
+        })
+    }
+
+    fn release_snat(&mut self, addr: &Addr, proto: Proto, port: u16) {
+        for allocator in self.snat.iter_mut() {
+            if allocator.release(addr, proto, port) {
+                return;
+            }
+        }
+    }
+}
+
+/// Longest-prefix match over the snapshot's routes (few, static, in the snapshot); the
+/// destination itself when no route covers it (on-link).
+#[inline]
+pub fn next_hop(snap: &Snapshot, dst: &Addr) -> Addr {
+    let mut best: Option<(u8, Addr)> = None;
+    for route in snap.routes() {
+        if route.prefix.is_v4() != dst.is_v4() {
+            continue;
+        }
+        let bits = if dst.is_v4() {
+            u32::from(route.prefix_len) + 96
+        } else {
+            u32::from(route.prefix_len)
+        };
+        if prefix_matches(&route.prefix, dst, bits)
+            && best.is_none_or(|(l, _)| route.prefix_len > l)
+        {
+            best = Some((route.prefix_len, route.next_hop.unwrap_or(*dst)));
+        }
+    }
+    best.map_or(*dst, |(_, hop)| hop)
+}
+
+fn prefix_matches(prefix: &Addr, addr: &Addr, bits: u32) -> bool {
+    let p = u128::from_be_bytes(prefix.0);
+    let a = u128::from_be_bytes(addr.0);
+    if bits == 0 {
+        return true;
+    }
+    let mask = u128::MAX << (128 - bits.min(128));
+    p & mask == a & mask
+}
+
+#[cfg(test)]
+mod tests;

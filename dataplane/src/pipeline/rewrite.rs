@@ -1,0 +1,122 @@
+//! In-place header rewrites for a translated packet: addresses, ports, TTL and MACs, with
+//! RFC 1624 incremental checksum updates (no pass over the payload).
+
+use crate::flow::{Addr, FlowKey};
+use crate::wire::{checksum, PacketInfo};
+
+const PROTO_TCP: u8 = 6;
+const PROTO_UDP: u8 = 17;
+const TCP_CHECKSUM: usize = 16;
+const UDP_CHECKSUM: usize = 6;
+
+/// Rewrites the packet's source and destination (addresses and ports) to `new`, and decrements
+/// the TTL/hop limit. `info` must describe `frame` (from `wire::parse`) and be TCP or UDP with
+/// its header present. Returns false, changing nothing, if a field lies outside the frame.
+#[inline]
+pub fn translate(frame: &mut [u8], info: &PacketInfo, new: &FlowKey) -> bool {
+    let l3 = usize::from(info.l3_offset);
+    let l4 = usize::from(info.l4_offset);
+    let csum_at = match info.l4_proto {
+        PROTO_TCP => l4 + TCP_CHECKSUM,
+        PROTO_UDP => l4 + UDP_CHECKSUM,
+        _ => return false,
+    };
+    if frame.len() < csum_at + 2 || frame.len() < l3 + if info.ip_version == 4 { 20 } else { 40 } {
+        return false;
+    }
+    let mut l4_sum = read16(frame, csum_at);
+    // IPv4 UDP checksum 0 means "none": leave it so.
+    let l4_has_sum = !(info.l4_proto == PROTO_UDP && info.ip_version == 4 && l4_sum == 0);
+
+    match info.ip_version {
+        4 => {
+            let old_src = info.src.v4_octets();
+            let old_dst = info.dst.v4_octets();
+            let new_src = new.src.v4_octets();
+            let new_dst = new.dst.v4_octets();
+            let mut ip_sum = read16(frame, l3 + 10);
+            ip_sum = checksum::update_addr4(ip_sum, &old_src, &new_src);
+            ip_sum = checksum::update_addr4(ip_sum, &old_dst, &new_dst);
+            // TTL shares a 16-bit word with the protocol.
+            let ttl = frame[l3 + 8];
+            let new_ttl = ttl.saturating_sub(1);
+            let proto = frame[l3 + 9];
+            ip_sum = checksum::update_u16(
+                ip_sum,
+                u16::from_be_bytes([ttl, proto]),
+                u16::from_be_bytes([new_ttl, proto]),
+            );
+            frame[l3 + 8] = new_ttl;
+            frame[l3 + 12..l3 + 16].copy_from_slice(&new_src);
+            frame[l3 + 16..l3 + 20].copy_from_slice(&new_dst);
+            write16(frame, l3 + 10, ip_sum);
+            if l4_has_sum {
+                l4_sum = checksum::update_addr4(l4_sum, &old_src, &new_src);
+                l4_sum = checksum::update_addr4(l4_sum, &old_dst, &new_dst);
+            }
+        }
+        6 => {
+            frame[l3 + 7] = frame[l3 + 7].saturating_sub(1);
+            frame[l3 + 8..l3 + 24].copy_from_slice(&new.src.0);
+            frame[l3 + 24..l3 + 40].copy_from_slice(&new.dst.0);
+            l4_sum = checksum::update_addr16(l4_sum, &info.src.0, &new.src.0);
+            l4_sum = checksum::update_addr16(l4_sum, &info.dst.0, &new.dst.0);
+        }
+        _ => return false,
+    }
+    if l4_has_sum {
+        l4_sum = checksum::update_u16(l4_sum, info.src_port, new.src_port);
+        l4_sum = checksum::update_u16(l4_sum, info.dst_port, new.dst_port);
+        if info.l4_proto == PROTO_UDP && l4_sum == 0 {
+            // A computed UDP checksum of 0 is sent as 0xffff (0 would mean "none").
+            l4_sum = 0xffff;
+        }
+        write16(frame, csum_at, l4_sum);
+    }
+    write16(frame, l4, new.src_port);
+    write16(frame, l4 + 2, new.dst_port);
+    true
+}
+
+/// Sets the Ethernet destination and source addresses.
+#[inline]
+pub fn set_macs(frame: &mut [u8], dst: &[u8; 6], src: &[u8; 6]) {
+    if let Some(macs) = frame.get_mut(..12) {
+        macs[..6].copy_from_slice(dst);
+        macs[6..].copy_from_slice(src);
+    }
+}
+
+/// Swaps the Ethernet addresses (to answer the sender on its own link).
+#[inline]
+pub fn swap_macs(frame: &mut [u8]) {
+    if let Some(macs) = frame.get_mut(..12) {
+        let (dst, src) = macs.split_at_mut(6);
+        dst.swap_with_slice(src);
+    }
+}
+
+#[inline(always)]
+pub(crate) fn read16(frame: &[u8], at: usize) -> u16 {
+    match frame.get(at..at + 2) {
+        Some(b) => u16::from_be_bytes([b[0], b[1]]),
+        None => 0,
+    }
+}
+
+#[inline(always)]
+pub(crate) fn write16(frame: &mut [u8], at: usize, value: u16) {
+    if let Some(b) = frame.get_mut(at..at + 2) {
+        b.copy_from_slice(&value.to_be_bytes());
+    }
+}
+
+/// The IPv4-mapped or IPv6 bytes of an address as the wire carries them.
+#[inline]
+pub(crate) fn addr_wire_bytes(addr: &Addr, v4: bool) -> &[u8] {
+    if v4 {
+        &addr.0[12..]
+    } else {
+        &addr.0
+    }
+}
