@@ -5,9 +5,67 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An IPv4 or IPv6 address in one fixed 16-byte form (IPv4 is stored IPv4-mapped,
 /// `::ffff:a.b.c.d`), so flow keys have one size and compare as plain bytes.
-#[derive(Copy, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Copy, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(transparent)]
 pub struct Addr(pub [u8; 16]);
+
+impl core::hash::Hash for Addr {
+    /// One 128-bit write: with [`FastHasher`] an address hashes in a couple of multiplies.
+    #[inline]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.0));
+    }
+}
+
+/// A small multiply-mix hasher for the snapshot's lookup maps (VIPs, SNAT addresses,
+/// neighbours, services), which are keyed by configuration, not by attacker-chosen data, and
+/// are probed on every packet: speed matters more than flooding resistance there.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct FastHasher(u64);
+
+/// `BuildHasher` for [`FastHasher`].
+pub type FastBuildHasher = core::hash::BuildHasherDefault<FastHasher>;
+
+impl core::hash::Hasher for FastHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = mix(self.0, u64::from_ne_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.0 = mix(self.0, u64::from(n));
+    }
+
+    #[inline]
+    fn write_u16(&mut self, n: u16) {
+        self.0 = mix(self.0, u64::from(n));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = mix(self.0, n);
+    }
+
+    #[inline]
+    fn write_u128(&mut self, n: u128) {
+        self.0 = mix(self.0 ^ (n >> 64) as u64, n as u64);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.0 = mix(self.0, n as u64);
+    }
+}
 
 impl Addr {
     pub const UNSPECIFIED: Addr = Addr([0; 16]);
@@ -158,12 +216,11 @@ impl FlowKey {
         let (s0, s1) = self.src.words();
         let (d0, d1) = self.dst.words();
         let ports = (self.src_port as u64) << 32 | (self.dst_port as u64) << 16 | self.proto as u64;
-        let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
-        h = mix(h, s0);
-        h = mix(h, s1);
-        h = mix(h, d0);
-        h = mix(h, d1);
-        mix(h, ports)
+        // Rotating the destination keeps the two directions of a flow apart; three
+        // multiply-folds cover all 304 bits (IPv4 keys only differ in the low words).
+        let a = s0 ^ d0.rotate_left(29);
+        let b = s1 ^ d1.rotate_left(32);
+        mix(mix(seed ^ 0x9e37_79b9_7f4a_7c15 ^ a, b), ports)
     }
 }
 

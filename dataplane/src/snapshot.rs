@@ -20,7 +20,7 @@
 //! space plus a few percent of that (see the Maglev tests).
 
 pub use crate::flow::NatMode;
-use crate::flow::{Addr, FlowKey, Proto};
+use crate::flow::{Addr, FastBuildHasher, FlowKey, Proto};
 use crate::lb::maglev::{self, MaglevBackend, MaglevError, MAX_BACKENDS};
 use crate::lb::{backend_key, RoundRobinCursors, Selection, Selector};
 use arc_swap::{ArcSwap, Cache};
@@ -190,13 +190,13 @@ pub struct Snapshot {
     generation: u64,
     selection_seed: u64,
     services: Vec<Service>,
-    by_key: HashMap<ServiceKey, usize>,
-    vips: HashSet<Addr>,
-    snat_addrs: HashSet<Addr>,
+    by_key: HashMap<ServiceKey, usize, FastBuildHasher>,
+    vips: HashSet<Addr, FastBuildHasher>,
+    snat_addrs: HashSet<Addr, FastBuildHasher>,
     snat_pools: Vec<SnatPool>,
     routes: Vec<Route>,
     neighbours: Vec<Neighbour>,
-    neighbour_by_addr: HashMap<Addr, usize>,
+    neighbour_by_addr: HashMap<Addr, usize, FastBuildHasher>,
 }
 
 impl Snapshot {
@@ -216,9 +216,10 @@ impl Snapshot {
         validate_routes(&config.routes)?;
         validate_neighbours(&config.neighbours)?;
 
-        let mut by_key = HashMap::with_capacity(config.services.len());
+        let mut by_key =
+            HashMap::with_capacity_and_hasher(config.services.len(), FastBuildHasher::default());
         let mut ids = HashMap::with_capacity(config.services.len());
-        let mut vips = HashSet::new();
+        let mut vips = HashSet::with_hasher(FastBuildHasher::default());
         let mut services = Vec::with_capacity(config.services.len());
         for (slot, service) in config.services.into_iter().enumerate() {
             let path = format!("services[{slot}]");
