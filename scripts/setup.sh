@@ -21,6 +21,12 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The python3 first on PATH may not be Debian's (pyenv): give it scapy (pcap workloads; and
+# later the gRPC test client) from PyPI when it lacks them.
+if ! python3 -c "import scapy" 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check scapy
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2
   exit 1

@@ -12,3 +12,6 @@ pub mod wire;
 
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+
+#[cfg(feature = "dpdk")]
+pub mod worker;

@@ -175,3 +175,29 @@ impl Drop for Mbuf {
         unsafe { dpdk_sys::sluice_pktmbuf_free(self.0.as_ptr()) }
     }
 }
+
+impl crate::pipeline::PacketBuf for Mbuf {
+    #[inline]
+    fn data(&self) -> &[u8] {
+        Mbuf::data(self)
+    }
+
+    #[inline]
+    fn data_mut(&mut self) -> &mut [u8] {
+        Mbuf::data_mut(self)
+    }
+
+    fn resize(&mut self, len: usize) -> bool {
+        let cur = self.len();
+        if len <= cur {
+            return u16::try_from(cur - len).is_ok_and(|n| self.trim(n));
+        }
+        match u16::try_from(len - cur).ok().and_then(|n| self.append(n)) {
+            Some(tail) => {
+                tail.fill(0);
+                true
+            }
+            None => false,
+        }
+    }
+}

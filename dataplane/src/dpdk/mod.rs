@@ -13,6 +13,7 @@ pub mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod ring;
 
 pub use burst::{Drain, MbufBurst, TxBuffer, MAX_BURST};
 pub use eal::{tsc_hz, Eal, EalArgs};
@@ -22,6 +23,7 @@ pub use mempool::Mempool;
 pub use port::{
     LinkStatus, Port, PortConfig, PortInfo, PortStats, PortStatsReader, RxQueue, TxQueue,
 };
+pub use ring::{handoff_channel, HandoffRx, HandoffTx};
 
 /// The DPDK version the binary was built against.
 pub const BUILD_DPDK_VERSION: &str = dpdk_sys::BUILD_DPDK_VERSION;

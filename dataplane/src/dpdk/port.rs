@@ -7,6 +7,7 @@ use super::burst::MbufBurst;
 use super::eal::{Eal, LIVE_RESOURCES};
 use super::error::{check, DpdkError, Result};
 use super::mempool::Mempool;
+use super::ring::RingOwner;
 
 // RTE_BIT64-based flags bindgen cannot evaluate (rte_ethdev.h, DPDK 22.11).
 const RSS_IPV4: u64 = 1 << 2;
@@ -239,15 +240,15 @@ impl Port {
         let a = Port::from_rings(
             eal,
             &format!("{name}{seq}a"),
-            rings.1.ptr,
-            rings.0.ptr,
+            rings.1.as_ptr(),
+            rings.0.as_ptr(),
             rings.clone(),
         )?;
         let b = Port::from_rings(
             eal,
             &format!("{name}{seq}b"),
-            rings.0.ptr,
-            rings.1.ptr,
+            rings.0.as_ptr(),
+            rings.1.as_ptr(),
             rings,
         )?;
         Ok((a, b))
@@ -622,56 +623,6 @@ impl PortStatsReader {
 
     pub fn stats(&self) -> Result<PortStats> {
         stats_of(self.port)
-    }
-}
-
-/// An rte_ring we created; freed (with any mbufs left in it) on drop.
-struct RingOwner {
-    ptr: *mut dpdk_sys::rte_ring,
-}
-
-// SAFETY: rte_ring is a lock-free structure usable from any thread; ownership is unique.
-unsafe impl Send for RingOwner {}
-// SAFETY: shared references only hand out the pointer to DPDK, which synchronises internally.
-unsafe impl Sync for RingOwner {}
-
-const RING_F_SP_ENQ: u32 = 1;
-const RING_F_SC_DEQ: u32 = 2;
-
-impl RingOwner {
-    fn create(name: &str, size: u32) -> Result<RingOwner> {
-        let c_name = CString::new(name)
-            .map_err(|_| DpdkError::InvalidArgument("ring name has NUL".into()))?;
-        let size = size.max(2).next_power_of_two();
-        // SAFETY: valid name; single producer/consumer matches one TX and one RX queue.
-        let ptr = unsafe {
-            dpdk_sys::rte_ring_create(c_name.as_ptr(), size, -1, RING_F_SP_ENQ | RING_F_SC_DEQ)
-        };
-        if ptr.is_null() {
-            return Err(DpdkError::from_errno("rte_ring_create"));
-        }
-        Ok(RingOwner { ptr })
-    }
-}
-
-impl Drop for RingOwner {
-    fn drop(&mut self) {
-        // Mbufs still in flight on the "cable" belong to nobody else: free them.
-        let mut objs = [std::ptr::null_mut::<std::ffi::c_void>(); 32];
-        loop {
-            // SAFETY: the ports using this ring are closed (we are dropped after them).
-            let n =
-                unsafe { dpdk_sys::sluice_ring_sc_dequeue_burst(self.ptr, objs.as_mut_ptr(), 32) };
-            if n == 0 {
-                break;
-            }
-            for &o in &objs[..n as usize] {
-                // SAFETY: the ring only ever carries mbufs handed over by tx_burst.
-                unsafe { dpdk_sys::sluice_pktmbuf_free(o.cast()) };
-            }
-        }
-        // SAFETY: created by rte_ring_create and no longer referenced.
-        unsafe { dpdk_sys::rte_ring_free(self.ptr) };
     }
 }
 

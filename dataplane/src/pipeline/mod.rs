@@ -23,6 +23,9 @@ use crate::wire::{self, EtherKind, PacketInfo, ParseError};
 
 pub use counters::{BackendCounters, Counter, ServiceCounters, WorkerCounters};
 
+/// The most packets [`Worker::process_burst`] takes at once.
+pub const BURST: usize = 32;
+
 /// A packet buffer the pipeline can read, write and resize at the tail (a `Vec<u8>` in tests,
 /// an mbuf in the DPDK worker).
 pub trait PacketBuf {
@@ -176,7 +179,8 @@ pub struct WorkerConfig {
     /// Accept a TCP flow the table does not know when its first packet is not a SYN (e.g. after
     /// a restart or failover): it goes to the backend selection would pick now.
     pub midstream_pickup: bool,
-    /// Connection-table entries examined per [`Worker::housekeeping`] call.
+    /// Connection-table entries examined per [`Worker::housekeeping`] call (the DPDK loop calls
+    /// it once per millisecond: 1024 sweeps a million-entry table in about a second).
     pub expire_budget: usize,
     /// MAC address of each port, by port index.
     pub port_macs: Vec<[u8; 6]>,
@@ -196,7 +200,7 @@ impl Default for WorkerConfig {
             snat_first_port: PortPartition::DEFAULT_FIRST,
             snat_last_port: PortPartition::DEFAULT_LAST,
             midstream_pickup: true,
-            expire_budget: 256,
+            expire_budget: 1024,
             port_macs: vec![[0x02, 0, 0, 0, 0, 0x01]],
             service_counter_slots: 4096,
             backend_counter_slots: 65536,
@@ -360,6 +364,49 @@ impl Worker {
         verdict
     }
 
+    /// Handles a burst of packets received together on `ingress`: every header is parsed and
+    /// every connection-table probe prefetched before the first is processed, so the memory
+    /// latencies of the burst overlap. `verdicts[i]` is the verdict for `pkts[i]`.
+    #[inline]
+    pub fn process_burst<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        pkts: &mut [B],
+        ingress: u16,
+        now: Tick,
+        verdicts: &mut [Verdict],
+    ) {
+        let n = pkts.len().min(BURST).min(verdicts.len());
+        let mut parsed: [Option<(PacketInfo, Option<u64>)>; BURST] = [None; BURST];
+        for (slot, pkt) in parsed.iter_mut().zip(pkts.iter()).take(n) {
+            if let Ok(info) = wire::parse(pkt.data()) {
+                let hash = info.flow_key().map(|key| {
+                    let hash = self.conns.hash_key(&key);
+                    self.conns.prefetch_slot(hash);
+                    hash
+                });
+                *slot = Some((info, hash));
+            }
+        }
+        for (_, hash) in parsed[..n].iter().flatten() {
+            if let Some(hash) = hash {
+                self.conns.prefetch_conn(*hash);
+            }
+        }
+        for ((pkt, verdict), parsed) in pkts.iter_mut().zip(verdicts.iter_mut()).zip(parsed).take(n)
+        {
+            *verdict = match parsed {
+                Some((info, hash)) => {
+                    self.translate_parsed(snap, pkt, &info, hash, ingress, now, false)
+                }
+                None => self.classify_and_translate(snap, pkt, ingress, now, false),
+            };
+            if let Verdict::Drop(reason) = *verdict {
+                self.counters.count_drop(reason);
+            }
+        }
+    }
+
     #[inline]
     fn classify_and_translate<B: PacketBuf + ?Sized>(
         &mut self,
@@ -373,6 +420,24 @@ impl Worker {
             Ok(info) => info,
             Err(e) => return Verdict::Drop(DropReason::Malformed(e)),
         };
+        let hash = info.flow_key().map(|key| self.conns.hash_key(&key));
+        self.translate_parsed(snap, pkt, &info, hash, ingress, now, handed_over)
+    }
+
+    /// Everything after parsing; `hash` is the connection-table hash of the packet's flow key.
+    #[allow(clippy::too_many_arguments)] // the hot path passes what it has, unbundled
+    #[inline]
+    fn translate_parsed<B: PacketBuf + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        info: &PacketInfo,
+        hash: Option<u64>,
+        ingress: u16,
+        now: Tick,
+        handed_over: bool,
+    ) -> Verdict {
+        let info = *info;
         match info.ether_kind {
             EtherKind::Ipv4 | EtherKind::Ipv6 => {}
             _ => return Verdict::Drop(DropReason::NotIp),
@@ -403,7 +468,7 @@ impl Worker {
 
         let bytes = u32::from(info.l4_len) + u32::from(info.l4_offset);
         let flags = info.tcp_flags.0;
-        let hash = self.conns.hash_key(&key);
+        let hash = hash.unwrap_or_else(|| self.conns.hash_key(&key));
         let (id, dir) = match self.conns.lookup_hashed(&key, hash) {
             Some(hit) => hit,
             None => match self.new_connection(snap, pkt, &info, &key, ingress, now) {

@@ -1,0 +1,313 @@
+//! The polling loop of one worker lcore: RX bursts from its queues, the per-packet pipeline,
+//! handoff to the owning worker over SPSC rings, buffered TX, and bounded aging. The current
+//! snapshot is loaded once per burst (RCU: one atomic load when unchanged).
+
+use std::sync::Arc;
+
+use crate::conntrack::Tick;
+use crate::dpdk::{
+    self, lcore::StopFlag, HandoffRx, HandoffTx, MbufBurst, RxQueue, TxBuffer, TxQueue,
+};
+use crate::pipeline::{DropReason, PacketBuf, Verdict, Worker, WorkerCounters};
+use crate::snapshot::SnapshotReader;
+
+/// Converts the TSC to the connection table's millisecond ticks without a division per call.
+#[derive(Debug, Clone, Copy)]
+pub struct TscClock {
+    start: u64,
+    /// Milliseconds per TSC tick, as a 32.32 fixed-point factor.
+    ms_per_tick_fp: u64,
+}
+
+impl TscClock {
+    pub fn new() -> TscClock {
+        let hz = dpdk::tsc_hz().max(1);
+        TscClock {
+            start: dpdk::rdtsc(),
+            ms_per_tick_fp: ((1000u128 << 32) / u128::from(hz)) as u64,
+        }
+    }
+
+    #[inline]
+    pub fn now(&self) -> Tick {
+        let elapsed = dpdk::rdtsc().wrapping_sub(self.start);
+        Tick(((u128::from(elapsed) * u128::from(self.ms_per_tick_fp)) >> 32) as u32)
+    }
+}
+
+impl Default for TscClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One RX queue this worker polls, with the index of its port (as used in `Verdict`s).
+#[derive(Debug)]
+pub struct RxPort {
+    pub port_index: u16,
+    pub queue: RxQueue,
+}
+
+/// A worker lcore's loop state. Build one per worker, move it to its lcore and call
+/// [`PollingWorker::run`].
+#[derive(Debug)]
+pub struct PollingWorker {
+    pipeline: Worker,
+    rx: Vec<RxPort>,
+    /// One TX queue per port index.
+    tx: Vec<TxQueue>,
+    tx_buffers: Vec<TxBuffer>,
+    /// To worker i (None for self).
+    handoff_tx: Vec<Option<HandoffTx>>,
+    handoff_pending: Vec<MbufBurst>,
+    handoff_rx: Vec<HandoffRx>,
+    snapshots: SnapshotReader,
+    clock: TscClock,
+    burst: MbufBurst,
+    tx_reported: Vec<(u64, u64)>,
+    last_housekeeping: Tick,
+}
+
+/// Why the loop returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopStats {
+    pub iterations: u64,
+    pub busy_iterations: u64,
+}
+
+impl PollingWorker {
+    /// `handoff_tx[i]` sends to worker `i` (`None` at this worker's own index); `handoff_rx`
+    /// are the rings other workers send to this one.
+    pub fn new(
+        pipeline: Worker,
+        rx: Vec<RxPort>,
+        tx: Vec<TxQueue>,
+        handoff_tx: Vec<Option<HandoffTx>>,
+        handoff_rx: Vec<HandoffRx>,
+        snapshots: SnapshotReader,
+    ) -> PollingWorker {
+        let ports = tx.len();
+        let workers = handoff_tx.len();
+        PollingWorker {
+            pipeline,
+            rx,
+            tx,
+            tx_buffers: (0..ports).map(|_| TxBuffer::new()).collect(),
+            handoff_tx,
+            handoff_pending: (0..workers).map(|_| MbufBurst::new()).collect(),
+            handoff_rx,
+            snapshots,
+            clock: TscClock::new(),
+            burst: MbufBurst::new(),
+            tx_reported: vec![(0, 0); ports],
+            last_housekeeping: Tick(0),
+        }
+    }
+
+    pub fn counters(&self) -> Arc<WorkerCounters> {
+        self.pipeline.counters().clone()
+    }
+
+    /// Polls until `stop` is set; then flushes what is buffered.
+    pub fn run(&mut self, stop: &StopFlag) -> LoopStats {
+        let mut stats = LoopStats {
+            iterations: 0,
+            busy_iterations: 0,
+        };
+        while !stop.should_stop() {
+            stats.iterations += 1;
+            if self.poll_once() > 0 {
+                stats.busy_iterations += 1;
+            }
+        }
+        self.flush();
+        stats
+    }
+
+    /// One pass over every RX queue and handoff ring; returns the packets handled.
+    #[inline]
+    pub fn poll_once(&mut self) -> usize {
+        let PollingWorker {
+            pipeline,
+            rx,
+            tx,
+            tx_buffers,
+            handoff_tx,
+            handoff_pending,
+            handoff_rx,
+            snapshots,
+            clock,
+            burst,
+            ..
+        } = self;
+        let snap = snapshots.current();
+        pipeline.on_snapshot(snap);
+        let now = clock.now();
+        let counters = pipeline.counters().clone();
+        let mut handled = 0;
+
+        for port in rx.iter_mut() {
+            let n = port.queue.rx_burst(burst);
+            if n == 0 {
+                continue;
+            }
+            handled += n;
+            counters.rx_packets.add(n as u64);
+            let mut verdicts = [Verdict::Drop(DropReason::MultiSegment); dpdk::MAX_BURST];
+            pipeline.process_burst(
+                snap,
+                burst.as_mut_slice(),
+                port.port_index,
+                now,
+                &mut verdicts,
+            );
+            for (mbuf, verdict) in burst.drain().zip(verdicts) {
+                counters.rx_bytes.add(mbuf.len() as u64);
+                if mbuf.segments() > 1 {
+                    // Never produced (ports run without scatter); counted, not parsed twice.
+                    counters.count_drop(DropReason::MultiSegment);
+                    continue;
+                }
+                dispatch(
+                    verdict,
+                    mbuf,
+                    tx,
+                    tx_buffers,
+                    handoff_pending,
+                    handoff_tx,
+                    &counters,
+                );
+            }
+        }
+        for ring in handoff_rx.iter_mut() {
+            let n = ring.recv_burst(burst);
+            if n == 0 {
+                continue;
+            }
+            handled += n;
+            for mut mbuf in burst.drain() {
+                let port = mbuf.port();
+                let verdict = pipeline.process(snap, &mut mbuf, port_index_of(rx, port), now, true);
+                dispatch(
+                    verdict,
+                    mbuf,
+                    tx,
+                    tx_buffers,
+                    handoff_pending,
+                    handoff_tx,
+                    &counters,
+                );
+            }
+        }
+        flush_handoff(handoff_pending, handoff_tx, &counters);
+        for (buffer, queue) in tx_buffers.iter_mut().zip(tx.iter_mut()) {
+            buffer.flush(queue);
+        }
+        self.account_tx();
+        // Aging runs once per millisecond tick, not per poll: a bounded step that keeps the
+        // sweep going without touching the table on every burst.
+        if now != self.last_housekeeping {
+            self.last_housekeeping = now;
+            self.pipeline.housekeeping(now);
+        }
+        handled
+    }
+
+    fn flush(&mut self) {
+        flush_handoff(
+            &mut self.handoff_pending,
+            &mut self.handoff_tx,
+            self.pipeline.counters(),
+        );
+        for (buffer, queue) in self.tx_buffers.iter_mut().zip(self.tx.iter_mut()) {
+            buffer.flush(queue);
+        }
+        self.account_tx();
+    }
+
+    fn account_tx(&mut self) {
+        let counters = self.pipeline.counters();
+        for (buffer, reported) in self.tx_buffers.iter().zip(self.tx_reported.iter_mut()) {
+            let (sent, dropped) = (buffer.sent(), buffer.dropped());
+            if sent != reported.0 {
+                counters.tx_packets.add(sent - reported.0);
+            }
+            for _ in reported.1..dropped {
+                counters.count_drop(DropReason::TxFull);
+            }
+            *reported = (sent, dropped);
+        }
+    }
+}
+
+/// The port index of DPDK port id `port` among this worker's RX ports (for handed-over
+/// packets, whose answers leave by the port they came in on).
+#[inline]
+fn port_index_of(rx: &[RxPort], port: u16) -> u16 {
+    rx.iter()
+        .find(|p| p.queue.port() == port)
+        .map_or(0, |p| p.port_index)
+}
+
+#[inline]
+fn dispatch(
+    verdict: Verdict,
+    mbuf: dpdk::Mbuf,
+    tx: &mut [TxQueue],
+    tx_buffers: &mut [TxBuffer],
+    handoff_pending: &mut [MbufBurst],
+    handoff_tx: &mut [Option<HandoffTx>],
+    counters: &WorkerCounters,
+) {
+    match verdict {
+        Verdict::Forward { port } | Verdict::Reply { port } => {
+            let p = usize::from(port);
+            match (tx_buffers.get_mut(p), tx.get_mut(p)) {
+                (Some(buffer), Some(queue)) => {
+                    counters.tx_bytes.add(PacketBuf::data(&mbuf).len() as u64);
+                    buffer.push(queue, mbuf);
+                }
+                _ => counters.count_drop(DropReason::NoNeighbour),
+            }
+        }
+        Verdict::Handoff { worker } => {
+            let w = usize::from(worker);
+            let Some(pending) = handoff_pending.get_mut(w) else {
+                counters.count_drop(DropReason::HandoffMisrouted);
+                return;
+            };
+            if let Err(mbuf) = pending.push(mbuf) {
+                // Full burst: push it to the ring first.
+                if let Some(Some(ring)) = handoff_tx.get_mut(w) {
+                    ring.send_burst(pending);
+                }
+                if pending.is_full() {
+                    counters.count_drop(DropReason::HandoffRingFull);
+                    drop(mbuf);
+                } else if pending.push(mbuf).is_err() {
+                    counters.count_drop(DropReason::HandoffRingFull);
+                }
+            }
+        }
+        Verdict::Drop(_) => drop(mbuf),
+    }
+}
+
+fn flush_handoff(
+    pending: &mut [MbufBurst],
+    rings: &mut [Option<HandoffTx>],
+    counters: &WorkerCounters,
+) {
+    for (burst, ring) in pending.iter_mut().zip(rings.iter_mut()) {
+        if burst.is_empty() {
+            continue;
+        }
+        if let Some(ring) = ring {
+            ring.send_burst(burst);
+        }
+        for _ in 0..burst.len() {
+            counters.count_drop(DropReason::HandoffRingFull);
+        }
+        burst.clear();
+    }
+}
