@@ -137,6 +137,9 @@ pub fn run_burst(
             n
         }
         ForwardMode::Txonly => generate(stream, burst, max, pool, template),
+        ForwardMode::FiveTupleSwap => forward(stream, burst, max, five_tuple_swap),
+        // The lb mode runs Sluice's worker loop instead of streams (see bench::lb).
+        ForwardMode::Lb => 0,
     }
 }
 
@@ -166,6 +169,33 @@ fn macswap(frame: &mut [u8]) {
     if let Some(macs) = frame.get_mut(..12) {
         let (dst, src) = macs.split_at_mut(6);
         dst.swap_with_slice(src);
+    }
+}
+
+/// Swaps MACs, IP addresses and TCP/UDP ports in place, as testpmd's 5tswap does; frames that
+/// do not parse keep what could be swapped.
+#[inline]
+fn five_tuple_swap(frame: &mut [u8]) {
+    macswap(frame);
+    let Ok(info) = dataplane::wire::parse(frame) else {
+        return;
+    };
+    let l3 = usize::from(info.l3_offset);
+    let (src, len) = match info.ip_version {
+        4 => (l3 + 12, 4),
+        6 => (l3 + 8, 16),
+        _ => return,
+    };
+    if let Some(addrs) = frame.get_mut(src..src + 2 * len) {
+        let (a, b) = addrs.split_at_mut(len);
+        a.swap_with_slice(b);
+    }
+    if info.has_l4_header() && matches!(info.l4_proto, 6 | 17) {
+        let l4 = usize::from(info.l4_offset);
+        if let Some(ports) = frame.get_mut(l4..l4 + 4) {
+            let (a, b) = ports.split_at_mut(2);
+            a.swap_with_slice(b);
+        }
     }
 }
 
@@ -213,6 +243,27 @@ mod tests {
         assert_eq!(ip.header_checksum, ip.calc_header_checksum());
         assert_eq!(ip.total_len, 50);
         assert_eq!(ip.source, [198, 18, 0, 1]);
+    }
+
+    #[test]
+    fn five_tuple_swap_swaps_addresses_and_ports() {
+        let b = etherparse::PacketBuilder::ethernet2([1; 6], [2; 6])
+            .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+            .udp(1000, 2000);
+        let mut f = Vec::new();
+        b.write(&mut f, b"x").unwrap();
+        five_tuple_swap(&mut f);
+        let p = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
+        let etherparse::NetSlice::Ipv4(ip) = p.net.unwrap() else {
+            panic!()
+        };
+        assert_eq!(ip.header().source(), [198, 18, 0, 2]);
+        assert_eq!(ip.header().destination(), [198, 18, 0, 1]);
+        let etherparse::TransportSlice::Udp(u) = p.transport.unwrap() else {
+            panic!()
+        };
+        assert_eq!((u.source_port(), u.destination_port()), (2000, 1000));
+        assert_eq!(&f[..12], &[[1u8; 6], [2u8; 6]].concat()[..]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! the forwarding lcores. The main lcore only prints statistics.
 
 pub mod engine;
+pub mod lb;
 pub mod options;
 pub mod report;
 
@@ -35,8 +36,15 @@ pub fn peer_index(topology: PortTopology, i: usize, n: usize) -> usize {
     }
 }
 
-struct CoreResult {
-    busy_cycles: u64,
+/// What a forwarding lcore reports when it stops.
+#[derive(Debug, Default)]
+pub struct CoreResult {
+    pub rx: u64,
+    pub tx: u64,
+    pub dropped: u64,
+    pub busy_cycles: u64,
+    /// Load-balancer figures (`--forward-mode=lb` only).
+    pub lb: Option<report::LbCoreReport>,
 }
 
 /// Runs the benchmark; `stop` ends it early (signals). Returns the final report.
@@ -75,9 +83,15 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
     let mut ports = Vec::new();
     for &id in &port_ids {
         let mut port = Port::by_id(eal, id).with_context(|| format!("port {id}"))?;
+        // The lb workers each need a TX queue of their own on every port.
+        let tx_queues = if opts.forward_mode == ForwardMode::Lb {
+            opts.txq.max(opts.nb_cores as u16)
+        } else {
+            opts.txq
+        };
         let cfg = PortConfig {
             rx_queues: opts.rxq,
-            tx_queues: opts.txq,
+            tx_queues,
             rx_descriptors: opts.rxd,
             tx_descriptors: opts.txd,
             ..PortConfig::default()
@@ -100,30 +114,6 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
             .with_context(|| format!("starting port {}", port.id()))?;
     }
 
-    // Build streams: (rx port i, queue q) -> (peer port, queue q mod txq).
-    let mut streams: Vec<Vec<Stream>> = (0..workers.len()).map(|_| Vec::new()).collect();
-    let mut all_counters = Vec::new();
-    let mut stream_no = 0usize;
-    let n = ports.len();
-    for i in 0..n {
-        for q in 0..opts.rxq {
-            let peer = peer_index(opts.port_topology, i, n);
-            let rxq = ports[i].rx_queue(q)?;
-            let txq_no = q % opts.txq;
-            let txq = ports[peer].tx_queue(txq_no).with_context(|| {
-                format!(
-                    "TX queue {txq_no} of port {} is used by two streams; use --txq >= --rxq",
-                    ports[peer].id()
-                )
-            })?;
-            let stream = Stream::new(rxq, txq);
-            all_counters.push(stream.counters.clone());
-            streams[stream_no % workers.len()].push(stream);
-            stream_no += 1;
-        }
-    }
-    let src_mac = ports[0].mac().unwrap_or([2, 0, 0, 0, 0, 1]);
-    let template = TxTemplate::new(opts.txpkts, opts.txflows, src_mac);
     let stats_readers: Vec<_> = ports
         .iter()
         .map(|p| (p.id(), p.name().to_owned(), p.stats_reader()))
@@ -132,34 +122,15 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
         .iter()
         .map(|(_, _, r)| r.stats().unwrap_or_default())
         .collect();
-    drop(ports); // the queues now keep the ports open
-
     let worker_stop = lcore::StopFlag::new();
-    let mut jobs = Vec::new();
     let started = Instant::now();
     let tsc_start = dpdk::rdtsc();
-    for (core_streams, &lcore_id) in streams.into_iter().zip(workers) {
-        let stop = worker_stop.clone();
-        let pool = pool.clone();
-        let template = template.clone();
-        let mode = opts.forward_mode;
-        let burst_size = usize::from(opts.burst);
-        let record = opts.record_core_cycles;
-        let stream_count = core_streams.len();
-        let job = lcore::launch(eal, lcore_id, move || {
-            forwarding_loop(
-                mode,
-                core_streams,
-                burst_size,
-                &pool,
-                &template,
-                record,
-                &stop,
-            )
-        })
-        .with_context(|| format!("launching lcore {lcore_id}"))?;
-        jobs.push((lcore_id, stream_count, job));
-    }
+    let jobs = if opts.forward_mode == ForwardMode::Lb {
+        lb::launch(eal, opts, &mut ports, workers, &worker_stop)?
+    } else {
+        launch_streams(eal, opts, &mut ports, workers, &pool, &worker_stop)?
+    };
+    drop(ports); // the queues now keep the ports open
 
     // The main lcore prints statistics until the duration ends or a signal arrives.
     let deadline = opts
@@ -203,53 +174,43 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
 
     let mut cores = Vec::new();
     let mut panicked = Vec::new();
-    let mut counters_iter = 0usize;
-    let mut core_results = Vec::new();
-    for (lcore_id, stream_count, job) in jobs {
-        match job.join() {
-            Ok(res) => core_results.push((lcore_id, stream_count, Some(res))),
-            Err(p) => {
-                panicked.push(p.to_string());
-                core_results.push((lcore_id, stream_count, None));
-            }
-        }
-    }
-    // Streams were dealt round-robin; regroup the counters per core the same way.
-    let n_workers = core_results.len();
-    let mut per_core: Vec<(u64, u64, u64)> = vec![(0, 0, 0); n_workers];
-    for c in &all_counters {
-        let slot = &mut per_core[counters_iter % n_workers];
-        slot.0 += c.rx.load(Ordering::Relaxed);
-        slot.1 += c.tx.load(Ordering::Relaxed);
-        slot.2 += c.dropped.load(Ordering::Relaxed);
-        counters_iter += 1;
-    }
     let mut dropped_total = 0;
     let mut handled_total = 0;
-    for ((lcore_id, stream_count, res), (rx, tx, dropped)) in core_results.into_iter().zip(per_core)
-    {
+    for (lcore_id, stream_count, job) in jobs {
+        let res = match job.join() {
+            Ok(res) => res,
+            Err(p) => {
+                panicked.push(p.to_string());
+                CoreResult::default()
+            }
+        };
         let handled = if opts.forward_mode == ForwardMode::Txonly {
-            tx + dropped
+            res.tx + res.dropped
         } else {
-            rx
+            res.rx
         };
         handled_total += handled;
-        dropped_total += dropped;
+        dropped_total += res.dropped;
+        let per_packet = |cycles: u64| {
+            if handled > 0 {
+                cycles as f64 / handled as f64
+            } else {
+                0.0
+            }
+        };
         cores.push(CoreReport {
             lcore: lcore_id,
             streams: stream_count,
-            rx_packets: rx,
-            tx_packets: tx,
-            dropped,
+            rx_packets: res.rx,
+            tx_packets: res.tx,
+            dropped: res.dropped,
             mpps: handled as f64 / seconds / 1e6,
-            cycles_per_packet: if handled > 0 {
-                tsc_cycles as f64 / handled as f64
-            } else {
-                0.0
-            },
-            busy_cycles_per_packet: res
-                .filter(|_| opts.record_core_cycles && handled > 0)
-                .map(|r: CoreResult| r.busy_cycles as f64 / handled as f64),
+            cycles_per_packet: per_packet(tsc_cycles),
+            busy_cycles_per_packet: opts.record_core_cycles.then(|| per_packet(res.busy_cycles)),
+            lb: res.lb.map(|mut lb| {
+                lb.connections_per_second = lb.new_connections as f64 / seconds;
+                lb
+            }),
         });
     }
     let mut port_reports = Vec::new();
@@ -313,7 +274,74 @@ fn forwarding_loop(
             }
         }
     }
-    CoreResult { busy_cycles }
+    let mut result = CoreResult {
+        busy_cycles,
+        ..CoreResult::default()
+    };
+    for stream in &streams {
+        result.rx += stream.counters.rx.load(Ordering::Relaxed);
+        result.tx += stream.counters.tx.load(Ordering::Relaxed);
+        result.dropped += stream.counters.dropped.load(Ordering::Relaxed);
+    }
+    result
+}
+
+type Jobs = Vec<(u32, usize, lcore::LcoreJob<CoreResult>)>;
+
+/// testpmd's streams: every RX queue of every port forwards to the same queue number of its
+/// peer port; streams are dealt round-robin to the forwarding lcores.
+fn launch_streams(
+    eal: &Eal,
+    opts: &BenchOptions,
+    ports: &mut [Port],
+    workers: &[u32],
+    pool: &Mempool,
+    worker_stop: &lcore::StopFlag,
+) -> Result<Jobs> {
+    let mut streams: Vec<Vec<Stream>> = (0..workers.len()).map(|_| Vec::new()).collect();
+    let mut stream_no = 0usize;
+    let n = ports.len();
+    for i in 0..n {
+        for q in 0..opts.rxq {
+            let peer = peer_index(opts.port_topology, i, n);
+            let rxq = ports[i].rx_queue(q)?;
+            let txq_no = q % opts.txq;
+            let txq = ports[peer].tx_queue(txq_no).with_context(|| {
+                format!(
+                    "TX queue {txq_no} of port {} is used by two streams; use --txq >= --rxq",
+                    ports[peer].id()
+                )
+            })?;
+            streams[stream_no % workers.len()].push(Stream::new(rxq, txq));
+            stream_no += 1;
+        }
+    }
+    let src_mac = ports[0].mac().unwrap_or([2, 0, 0, 0, 0, 1]);
+    let template = TxTemplate::new(opts.txpkts, opts.txflows, src_mac);
+    let mut jobs = Vec::new();
+    for (core_streams, &lcore_id) in streams.into_iter().zip(workers) {
+        let stop = worker_stop.clone();
+        let pool = pool.clone();
+        let template = template.clone();
+        let mode = opts.forward_mode;
+        let burst_size = usize::from(opts.burst);
+        let record = opts.record_core_cycles;
+        let stream_count = core_streams.len();
+        let job = lcore::launch(eal, lcore_id, move || {
+            forwarding_loop(
+                mode,
+                core_streams,
+                burst_size,
+                &pool,
+                &template,
+                record,
+                &stop,
+            )
+        })
+        .with_context(|| format!("launching lcore {lcore_id}"))?;
+        jobs.push((lcore_id, stream_count, job));
+    }
+    Ok(jobs)
 }
 
 fn sub(a: &PortStats, b: &PortStats) -> PortStats {

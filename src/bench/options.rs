@@ -14,6 +14,21 @@ pub enum ForwardMode {
     Rxonly,
     /// Generate packets (see --txpkts, --txflows) and send them; receive nothing.
     Txonly,
+    /// Swap MAC addresses, IP addresses and L4 ports (testpmd's 5tswap), then forward.
+    #[value(name = "5tswap")]
+    #[serde(rename = "5tswap")]
+    FiveTupleSwap,
+    /// The full Sluice pipeline: parse, connection table, Maglev, NAT rewrite, next hop. The
+    /// service is VIP --lb-vip port --lb-port (TCP and UDP) with --lb-backends backends.
+    Lb,
+}
+
+/// Translation mode of the `lb` benchmark's service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LbNat {
+    Dnat,
+    Fullnat,
 }
 
 /// How RX ports map to TX ports (testpmd's `--port-topology`).
@@ -90,6 +105,21 @@ pub struct BenchOptions {
     /// Print statistics as JSON (one object per period, then the final report).
     #[arg(long)]
     pub json: bool,
+    /// lb: the service address (workload W1 sends to 198.18.100.10:80).
+    #[arg(long, default_value = "198.18.100.10")]
+    pub lb_vip: std::net::IpAddr,
+    /// lb: the service port (TCP and UDP).
+    #[arg(long, default_value_t = 80)]
+    pub lb_port: u16,
+    /// lb: number of backends (198.19.0.1.. port 8080, weight 1).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub lb_backends: u16,
+    /// lb: DNAT or full-NAT (SNAT pool 198.19.255.1-4).
+    #[arg(long, value_enum, default_value = "dnat")]
+    pub lb_nat: LbNat,
+    /// lb: connection-table capacity per worker.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub lb_conn_capacity: u32,
 }
 
 /// Splits a testpmd-style argument vector at the first `--`: (EAL args with argv[0], the

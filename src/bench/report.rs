@@ -105,6 +105,22 @@ pub struct CoreReport {
     pub cycles_per_packet: f64,
     /// Cycles spent in non-empty bursts per packet (only with --record-core-cycles).
     pub busy_cycles_per_packet: Option<f64>,
+    /// Load-balancer figures (`--forward-mode=lb` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lb: Option<LbCoreReport>,
+}
+
+/// What one lb worker counted.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LbCoreReport {
+    pub new_connections: u64,
+    pub connections_per_second: f64,
+    pub active_connections: u64,
+    pub handoff_out: u64,
+    pub handoff_in: u64,
+    pub rejects_sent: u64,
+    /// Non-zero drop counters by reason.
+    pub drops: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// The final report.
@@ -179,6 +195,21 @@ impl FinalReport {
                 let _ = write!(s, " (busy {:.2})", busy);
             }
             let _ = write!(s, " at {:.0} MHz", self.tsc_hz as f64 / 1e6);
+            if let Some(lb) = &c.lb {
+                let _ = write!(
+                    s,
+                    "\n    connections: {} new ({:.0}/s), {} open; handoff out {} in {}; rejects {}",
+                    lb.new_connections,
+                    lb.connections_per_second,
+                    lb.active_connections,
+                    lb.handoff_out,
+                    lb.handoff_in,
+                    lb.rejects_sent
+                );
+                for (reason, n) in &lb.drops {
+                    let _ = write!(s, "\n    dropped {reason}: {n}");
+                }
+            }
         }
         let _ = writeln!(
             s,
