@@ -230,6 +230,7 @@ impl Conn {
         }
     }
 
+    #[inline(always)]
     fn original_key(&self, locals: &LocalAddrs) -> FlowKey {
         FlowKey {
             src: self.client,
@@ -240,6 +241,7 @@ impl Conn {
         }
     }
 
+    #[inline(always)]
     fn reply_key(&self, locals: &LocalAddrs) -> FlowKey {
         let dst = if self.reply_dst == CLIENT_ADDR {
             self.client
@@ -771,17 +773,18 @@ impl ConnTable {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, id: ConnId) -> Option<&Conn> {
         self.conns.get(id.0 as usize).filter(|c| c.is_live())
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn get_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
         self.conns.get_mut(id.0 as usize).filter(|c| c.is_live())
     }
 
     /// The connection's key in direction `dir`.
+    #[inline(always)]
     pub fn key(&self, id: ConnId, dir: Direction) -> Option<FlowKey> {
         let conn = self.get(id)?;
         Some(match dir {
