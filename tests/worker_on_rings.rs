@@ -164,3 +164,91 @@ fn polling_worker_translates_over_a_ring_pair_and_picks_up_new_snapshots() {
     }
     assert_eq!(pool.in_use(), 0, "no mbuf leaked");
 }
+
+#[test]
+fn two_workers_hand_packets_to_the_owner_over_spsc_rings() {
+    let _ = eal();
+    let pool = pool("handoff", 8192);
+    {
+        let (mut outside, mut appliance) = common::ring_pair_with_queues("ho", &pool, 2);
+        let mac = appliance.mac().unwrap();
+        let handle = SnapshotHandle::new(Snapshot::compile(config(1, 1), None).unwrap());
+        let (to_1, from_0) = dataplane::dpdk::handoff_channel("w0w1", 1024).unwrap();
+        let (to_0, from_1) = dataplane::dpdk::handoff_channel("w1w0", 1024).unwrap();
+        let mut workers: Vec<PollingWorker> = [
+            (0u16, vec![None, Some(to_1)], from_1),
+            (1, vec![Some(to_0), None], from_0),
+        ]
+        .into_iter()
+        .map(|(index, tx_rings, rx_ring)| {
+            let pipeline = Worker::new(WorkerConfig {
+                index,
+                workers: 2,
+                port_macs: vec![mac],
+                conn_capacity: 1024,
+                ..WorkerConfig::default()
+            })
+            .unwrap();
+            PollingWorker::new(
+                pipeline,
+                vec![RxPort {
+                    port_index: 0,
+                    queue: appliance.rx_queue(index).unwrap(),
+                }],
+                vec![appliance.tx_queue(index).unwrap()],
+                tx_rings,
+                vec![rx_ring],
+                handle.reader(),
+            )
+        })
+        .collect();
+        // All traffic arrives on RX queue 0 (as from a NIC without RSS): worker 0 must hand
+        // worker 1's flows over, and worker 1 sends them on its own TX queue.
+        let mut wire_tx = outside.tx_queue(0).unwrap();
+        let mut burst = MbufBurst::new();
+        for sport in 0..32u16 {
+            let mut m = pool.alloc().unwrap();
+            assert!(m.set_data(&syn(41_000 + sport)));
+            burst.push(m).unwrap();
+        }
+        assert_eq!(wire_tx.tx_burst(&mut burst), 32);
+        assert_eq!(workers[0].poll_once(), 32);
+        assert_eq!(
+            workers[1].poll_once() as u64,
+            workers[0].counters().handoff_out.get()
+        );
+        let handed = workers[0].counters().handoff_out.get();
+        assert!(
+            handed > 0 && handed < 32,
+            "ownership splits flows between workers: {handed}"
+        );
+        assert_eq!(workers[1].counters().handoff_in.get(), handed);
+
+        let mut received = [0u64; 2];
+        for (q, count) in received.iter_mut().enumerate() {
+            let mut rx = outside.rx_queue(q as u16).unwrap();
+            let mut out = MbufBurst::new();
+            while rx.rx_burst(&mut out) > 0 {
+                for m in out.drain() {
+                    let p = etherparse::SlicedPacket::from_ethernet(m.data()).unwrap();
+                    let etherparse::NetSlice::Ipv4(ip) = p.net.unwrap() else {
+                        panic!()
+                    };
+                    assert_eq!(ip.header().destination(), [198, 19, 0, 1]);
+                    *count += 1;
+                }
+            }
+        }
+        assert_eq!(
+            received,
+            [32 - handed, handed],
+            "each worker sent its own flows"
+        );
+        let conns: u64 = workers
+            .iter()
+            .map(|w| w.counters().new_connections.get())
+            .sum();
+        assert_eq!(conns, 32);
+    }
+    assert_eq!(pool.in_use(), 0, "no mbuf leaked");
+}

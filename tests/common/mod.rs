@@ -45,10 +45,19 @@ pub fn vdev_port(driver: &str, args: &str, pool: &Mempool) -> Port {
 
 /// Two started ports joined by rings, like a cable.
 pub fn ring_pair(name: &str, pool: &Mempool) -> (Port, Port) {
-    let (mut a, mut b) = Port::ring_pair(&eal(), name, 1024).expect("ring pair");
+    ring_pair_with_queues(name, pool, 1)
+}
+
+/// Two started ports joined by `queues` rings each way.
+pub fn ring_pair_with_queues(name: &str, pool: &Mempool, queues: u16) -> (Port, Port) {
+    let (mut a, mut b) = Port::ring_pair(&eal(), name, 1024, queues).expect("ring pair");
+    let cfg = PortConfig {
+        rx_queues: queues,
+        tx_queues: queues,
+        ..PortConfig::default()
+    };
     for port in [&mut a, &mut b] {
-        port.configure(&PortConfig::default(), pool)
-            .expect("configure");
+        port.configure(&cfg, pool).expect("configure");
         port.start().expect("start");
     }
     (a, b)

@@ -154,7 +154,7 @@ struct PortShared {
     started: std::sync::atomic::AtomicBool,
     info: std::sync::Mutex<Option<PortInfo>>,
     /// Rings a ring-pair port reads and writes; freed after the port closes.
-    rings: Option<Arc<(RingOwner, RingOwner)>>,
+    rings: Option<Arc<Rings>>,
     /// RX queues hold mbufs of these pools; they must outlive the port.
     pools: std::sync::Mutex<Vec<Mempool>>,
 }
@@ -230,51 +230,53 @@ impl Port {
         Ok(port)
     }
 
-    /// Two ports joined back to back by a pair of rings, like a cable: what one sends the
-    /// other receives. Both use the `net_ring` driver; the rings are freed when both close.
-    pub fn ring_pair(eal: &Eal, name: &str, ring_size: u32) -> Result<(Port, Port)> {
+    /// Two ports joined back to back by rings, like a cable: what one sends on TX queue `q`
+    /// the other receives on RX queue `q`. Both use the `net_ring` driver with `queues` queues
+    /// each way; the rings are freed when both ports have closed.
+    pub fn ring_pair(eal: &Eal, name: &str, ring_size: u32, queues: u16) -> Result<(Port, Port)> {
         let seq = VDEV_SEQ.fetch_add(1, Ordering::Relaxed);
-        let a_to_b = RingOwner::create(&format!("{name}{seq}ab"), ring_size)?;
-        let b_to_a = RingOwner::create(&format!("{name}{seq}ba"), ring_size)?;
-        let rings = Arc::new((a_to_b, b_to_a));
-        let a = Port::from_rings(
-            eal,
-            &format!("{name}{seq}a"),
-            rings.1.as_ptr(),
-            rings.0.as_ptr(),
-            rings.clone(),
-        )?;
-        let b = Port::from_rings(
-            eal,
-            &format!("{name}{seq}b"),
-            rings.0.as_ptr(),
-            rings.1.as_ptr(),
-            rings,
-        )?;
+        let queues = queues.max(1);
+        let mut a_to_b = Vec::new();
+        let mut b_to_a = Vec::new();
+        for q in 0..queues {
+            a_to_b.push(RingOwner::create(&format!("{name}{seq}ab{q}"), ring_size)?);
+            b_to_a.push(RingOwner::create(&format!("{name}{seq}ba{q}"), ring_size)?);
+        }
+        let ab: Vec<_> = a_to_b.iter().map(RingOwner::as_ptr).collect();
+        let ba: Vec<_> = b_to_a.iter().map(RingOwner::as_ptr).collect();
+        let rings = Arc::new(Rings {
+            _owners: a_to_b.into_iter().chain(b_to_a).collect(),
+        });
+        let a = Port::from_rings(eal, &format!("{name}{seq}a"), &ba, &ab, rings.clone())?;
+        let b = Port::from_rings(eal, &format!("{name}{seq}b"), &ab, &ba, rings)?;
         Ok((a, b))
     }
 
     fn from_rings(
-        eal: &Eal,
+        _eal: &Eal,
         name: &str,
-        rx: *mut dpdk_sys::rte_ring,
-        tx: *mut dpdk_sys::rte_ring,
-        keep: Arc<(RingOwner, RingOwner)>,
+        rx: &[*mut dpdk_sys::rte_ring],
+        tx: &[*mut dpdk_sys::rte_ring],
+        keep: Arc<Rings>,
     ) -> Result<Port> {
         let c_name = CString::new(name)
             .map_err(|_| DpdkError::InvalidArgument("port name has NUL".into()))?;
-        let rxs = [rx];
-        let txs = [tx];
-        // SAFETY: valid name and ring arrays of one ring each; the rings outlive the port
+        // SAFETY: valid name and ring arrays of the given lengths; the rings outlive the port
         // (`keep` is stored in the port and dropped after it closes).
         let id = unsafe {
-            dpdk_sys::rte_eth_from_rings(c_name.as_ptr(), rxs.as_ptr(), 1, txs.as_ptr(), 1, 0)
+            dpdk_sys::rte_eth_from_rings(
+                c_name.as_ptr(),
+                rx.as_ptr(),
+                rx.len() as u32,
+                tx.as_ptr(),
+                tx.len() as u32,
+                0,
+            )
         };
         if id < 0 {
             return Err(DpdkError::from_errno("rte_eth_from_rings"));
         }
         let id = id as u16;
-        let _ = eal;
         let mut port = Port::wrap(id, name_of(id)?, None);
         if let Some(shared) = Arc::get_mut(&mut port.shared) {
             shared.runtime_vdev = Some(format!("net_ring_{name}"));
@@ -533,6 +535,13 @@ impl Drop for PortShared {
         LIVE_RESOURCES.fetch_sub(1, Ordering::SeqCst);
         // `pools` drops after this, once the queues no longer reference their mbufs.
     }
+}
+
+/// The rings of a ring pair, kept alive by both of its ports.
+#[derive(Debug)]
+struct Rings {
+    /// Held only so the rings are freed once, after both ports closed.
+    _owners: Vec<RingOwner>,
 }
 
 /// The receive side of one queue: owned by exactly one polling thread.
