@@ -58,6 +58,7 @@ fn config(generation: u64, backend_host: u8) -> SnapshotConfig {
                 port: 0,
             },
         ],
+        local_addrs: Vec::new(),
     }
 }
 

@@ -23,8 +23,8 @@ use crate::state::{self, DesiredState};
 use dataplane::flow::{Addr, Proto};
 use dataplane::lb::Selection;
 use dataplane::snapshot::{
-    Backend, BackendState, NatMode, Neighbour, Route, ServiceConfig, ServiceKey, Snapshot,
-    SnapshotConfig, SnatPool,
+    Backend, BackendState, LocalAddr, NatMode, Neighbour, Route, ServiceConfig, ServiceKey,
+    Snapshot, SnapshotConfig, SnatPool,
 };
 use std::collections::HashMap;
 
@@ -202,6 +202,21 @@ fn snapshot_config_with_keys<S: AsRef<str>>(
         });
     }
 
+    let mut local_addrs = Vec::new();
+    for (name, interface) in state.interfaces() {
+        let port = port_index(
+            ports,
+            &interface.spec.port,
+            format!("interfaces[{name:?}].port"),
+        )?;
+        for address in &interface.spec.addresses {
+            local_addrs.push(LocalAddr {
+                addr: Addr::from(address.address),
+                port,
+            });
+        }
+    }
+
     let config = SnapshotConfig {
         generation: state.revision(),
         selection_seed: state.selection_seed(),
@@ -209,6 +224,7 @@ fn snapshot_config_with_keys<S: AsRef<str>>(
         snat_pools,
         routes,
         neighbours,
+        local_addrs,
     };
     Ok((config, keys))
 }

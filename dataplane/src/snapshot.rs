@@ -101,6 +101,14 @@ pub struct Neighbour {
     pub port: u16,
 }
 
+/// An address of the appliance itself on one port (answered for ARP; the exception path will
+/// carry traffic to it to the host kernel).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LocalAddr {
+    pub addr: Addr,
+    pub port: u16,
+}
+
 /// One service as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceConfig {
@@ -130,6 +138,8 @@ pub struct SnapshotConfig {
     pub snat_pools: Vec<SnatPool>,
     pub routes: Vec<Route>,
     pub neighbours: Vec<Neighbour>,
+    /// The appliance's own interface addresses.
+    pub local_addrs: Vec<LocalAddr>,
 }
 
 /// A compiled service.
@@ -197,6 +207,7 @@ pub struct Snapshot {
     routes: Vec<Route>,
     neighbours: Vec<Neighbour>,
     neighbour_by_addr: HashMap<Addr, usize, FastBuildHasher>,
+    local_addrs: Vec<LocalAddr>,
 }
 
 impl Snapshot {
@@ -278,6 +289,7 @@ impl Snapshot {
                 .map(|(i, n)| (n.addr, i))
                 .collect(),
             neighbours: config.neighbours,
+            local_addrs: config.local_addrs,
         })
     }
 
@@ -322,6 +334,21 @@ impl Snapshot {
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// Whether the appliance owns `addr` on `port`: an interface address there, or a VIP or
+    /// SNAT address (those are answered on every port).
+    pub fn answers_for(&self, addr: &Addr, port: u16) -> bool {
+        self.vips.contains(addr)
+            || self.snat_addrs.contains(addr)
+            || self
+                .local_addrs
+                .iter()
+                .any(|l| l.port == port && l.addr == *addr)
+    }
+
+    pub fn local_addrs(&self) -> &[LocalAddr] {
+        &self.local_addrs
     }
 
     /// The static neighbour entry for `addr`, if any.

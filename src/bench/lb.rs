@@ -92,6 +92,7 @@ pub fn bench_snapshot(opts: &BenchOptions, egress: u16) -> Result<Snapshot> {
         snat_pools: vec![SnatPool { addrs: snat }],
         routes: Vec::new(),
         neighbours,
+        local_addrs: Vec::new(),
     };
     Snapshot::compile(config, None).context("compiling the benchmark service")
 }

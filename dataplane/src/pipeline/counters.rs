@@ -92,6 +92,8 @@ pub struct WorkerCounters {
     pub rejects_sent: Counter,
     /// Echo replies sent for the appliance's VIPs.
     pub echo_replies: Counter,
+    /// ARP replies sent for the appliance's VIPs.
+    pub arp_replies: Counter,
     /// Snapshot generation the worker last picked up.
     pub snapshot_generation: Counter,
     drops: [Counter; DropReason::COUNT],
@@ -114,6 +116,7 @@ impl WorkerCounters {
             active_connections: Counter::default(),
             rejects_sent: Counter::default(),
             echo_replies: Counter::default(),
+            arp_replies: Counter::default(),
             snapshot_generation: Counter::default(),
             drops: std::array::from_fn(|_| Counter::default()),
             services: (0..services).map(|_| ServiceCounters::default()).collect(),

@@ -440,6 +440,7 @@ impl Worker {
         let info = *info;
         match info.ether_kind {
             EtherKind::Ipv4 | EtherKind::Ipv6 => {}
+            EtherKind::Arp => return self.arp(snap, pkt, &info, ingress),
             _ => return Verdict::Drop(DropReason::NotIp),
         }
         if info.is_fragment() {
@@ -641,6 +642,41 @@ impl Worker {
             return Verdict::Reply { port: ingress };
         }
         Verdict::Drop(DropReason::IcmpUnhandled)
+    }
+
+    /// Answers ARP requests for the appliance's addresses (VIPs, SNAT addresses, interface
+    /// addresses of the ingress port) with the ingress port's MAC, so clients and backends need
+    /// no static ARP entry. Other ARP is dropped and counted (the exception path will carry it).
+    fn arp<B: PacketBuf + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        info: &PacketInfo,
+        ingress: u16,
+    ) -> Verdict {
+        let offset = usize::from(info.l3_offset);
+        let target = match pkt.data().get(offset..) {
+            Some(bytes) => match wire::arp::ArpPacket::new_checked(bytes) {
+                Ok(arp) if arp.operation() == wire::arp::operation::REQUEST => {
+                    arp.target_protocol_addr()
+                }
+                _ => return Verdict::Drop(DropReason::NotIp),
+            },
+            None => return Verdict::Drop(DropReason::NotIp),
+        };
+        if !snap.answers_for(&Addr::from_v4(target), ingress) {
+            return Verdict::Drop(DropReason::NotIp);
+        }
+        let Some(&mac) = self.cfg.port_macs.get(usize::from(ingress)) else {
+            return Verdict::Drop(DropReason::NotIp);
+        };
+        match wire::arp::reply_in_place(pkt.data_mut(), offset, wire::MacAddr(mac)) {
+            Ok(()) => {
+                self.counters.arp_replies.inc();
+                Verdict::Reply { port: ingress }
+            }
+            Err(_) => Verdict::Drop(DropReason::NotIp),
+        }
     }
 
     /// Sets the MACs for the next hop towards `dst` and picks the egress port.

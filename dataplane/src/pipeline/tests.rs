@@ -170,6 +170,7 @@ fn config(generation: u64) -> SnapshotConfig {
         ],
         routes: Vec::new(),
         neighbours,
+        local_addrs: Vec::new(),
     }
 }
 
@@ -749,6 +750,37 @@ fn ping_to_a_vip_is_answered() {
     let mut expected = Vec::new();
     b.write(&mut expected, b"abcdefgh").unwrap();
     assert_eq!(out, expected);
+}
+
+#[test]
+fn arp_requests_for_a_vip_are_answered_with_the_port_mac() {
+    let mut c = Cluster::new(1);
+    let request = |target: [u8; 4]| {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&CLIENT_MAC);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&CLIENT_MAC);
+        f.extend_from_slice(&CLIENT);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&target);
+        f
+    };
+    let (v, out, _) = c.send(request(VIP), 1);
+    assert_eq!(v, Verdict::Reply { port: 1 });
+    let mut expected = CLIENT_MAC.to_vec();
+    expected.extend_from_slice(&LB_MAC[1]);
+    expected.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 2]);
+    expected.extend_from_slice(&LB_MAC[1]);
+    expected.extend_from_slice(&VIP);
+    expected.extend_from_slice(&CLIENT_MAC);
+    expected.extend_from_slice(&CLIENT);
+    assert_eq!(out, expected);
+    assert_eq!(c.workers[0].counters().arp_replies.get(), 1);
+    // Not ours: left alone.
+    assert_eq!(
+        c.send(request([198, 18, 0, 77]), 0).0,
+        Verdict::Drop(DropReason::NotIp)
+    );
 }
 
 #[test]
