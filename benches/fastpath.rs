@@ -1,0 +1,510 @@
+//! Criterion micro-benchmarks of the fast path, without DPDK: the parser, the whole per-packet
+//! function (`Worker::process`) for established flows and for new connections, the Maglev table
+//! build and the snapshot compiler.
+//!
+//! Run with `cargo bench --bench fastpath` (add `-- <filter>` to pick groups). Timings on a
+//! shared machine are noisy: compare numbers from one run.
+//!
+//! How the per-packet benches restore the packet: every iteration copies a 64-byte template
+//! frame into a preallocated buffer and patches the client address and port of the flow it
+//! measures (6 bytes; checksums are left stale, which neither the parser nor the incremental
+//! rewrite cares about). `established/copy_only` measures exactly that copy and patch, so the
+//! reader can subtract it; nothing is subtracted from the figures.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use dataplane::conntrack::{ConnState, Tick, Timeouts};
+use dataplane::flow::{Addr, NatMode, Proto};
+use dataplane::lb::{backend_key, MaglevBackend, MaglevTable, Selection};
+use dataplane::pipeline::{Verdict, Worker, WorkerConfig};
+use dataplane::snapshot::{
+    Backend, BackendState, Neighbour, Route, ServiceConfig, ServiceKey, Snapshot, SnapshotConfig,
+    SnatPool,
+};
+use dataplane::wire;
+use etherparse::PacketBuilder;
+
+const LB_MAC: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 0x0a, 0], [0x02, 0, 0, 0, 0x0a, 1]];
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xc1, 0x01];
+const GATEWAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x9a, 0x01];
+const VIP: [u8; 4] = [198, 18, 100, 10];
+const GATEWAY: [u8; 4] = [198, 18, 0, 1];
+const DNAT_PORT: u16 = 80;
+const FULLNAT_PORT: u16 = 81;
+const SNAT_ADDRS: u8 = 32;
+const BACKENDS: u8 = 8;
+
+/// Clients live in 198.18.128.0/17 (behind `GATEWAY`), 32 source ports each: flow `i` is
+/// computed, not stored, so picking a flow costs no memory access of its own.
+const MAX_FLOWS: u32 = 1 << 20;
+
+#[inline(always)]
+fn client(i: u32) -> ([u8; 4], u16) {
+    let host = 0x8000 + (i >> 5);
+    (
+        [198, 18, (host >> 8) as u8, host as u8],
+        32768 + (i & 31) as u16,
+    )
+}
+
+// Offsets in an untagged Ethernet/IPv4/TCP frame without options.
+const IP_SRC: usize = 26;
+const IP_DST: usize = 30;
+const SPORT: usize = 34;
+const DPORT: usize = 36;
+const TCP_FLAGS: usize = 47;
+
+/// Writes flow `i`'s client address and port into a copy of `template`.
+#[inline(always)]
+fn restore(buf: &mut [u8], template: &[u8], i: u32) {
+    buf.copy_from_slice(template);
+    let (addr, port) = client(i);
+    buf[IP_SRC..IP_SRC + 4].copy_from_slice(&addr);
+    buf[SPORT..SPORT + 2].copy_from_slice(&port.to_be_bytes());
+}
+
+fn tcp_frame(dport: u16, syn: bool, payload: usize) -> Vec<u8> {
+    let (src, sport) = client(0);
+    let mut b = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC[0])
+        .ipv4(src, VIP, 64)
+        .tcp(sport, dport, 1000, 64240);
+    b = if syn { b.syn() } else { b.ack(2000) };
+    let mut out = Vec::new();
+    b.write(&mut out, &vec![0x5a; payload]).unwrap();
+    out
+}
+
+fn backend_addr(n: u8) -> Addr {
+    Addr::from_v4([198, 19, 0, n])
+}
+
+fn service(id: u32, port: u16, mode: NatMode, pool: Option<usize>) -> ServiceConfig {
+    ServiceConfig {
+        id,
+        name: format!("svc{id}"),
+        key: ServiceKey {
+            vip: Addr::from_v4(VIP),
+            port,
+            proto: Proto::Tcp,
+        },
+        mode,
+        selection: Selection::Maglev,
+        persistence: false,
+        backends: (1..=BACKENDS)
+            .map(|n| Backend {
+                id: id * 100 + u32::from(n),
+                addr: backend_addr(n),
+                port: 8080,
+                weight: 1,
+                state: BackendState::Active,
+            })
+            .collect(),
+        snat_pool: pool,
+        table_size: None,
+    }
+}
+
+/// A DNAT service on VIP:80 and a full-NAT one on VIP:81 (8 backends each, Maglev), a pool
+/// of 32 SNAT addresses (room for 2M full-NAT flows on one worker), a route to the clients
+/// through a gateway, and neighbours for the gateway and the backends.
+fn snapshot() -> Snapshot {
+    let mut neighbours: Vec<Neighbour> = (1..=BACKENDS)
+        .map(|n| Neighbour {
+            addr: backend_addr(n),
+            mac: [0x02, 0, 0, 0, 0xbe, n],
+            port: 1,
+        })
+        .collect();
+    neighbours.push(Neighbour {
+        addr: Addr::from_v4(GATEWAY),
+        mac: GATEWAY_MAC,
+        port: 0,
+    });
+    let config = SnapshotConfig {
+        generation: 1,
+        selection_seed: 7,
+        services: vec![
+            service(1, DNAT_PORT, NatMode::Dnat, None),
+            service(2, FULLNAT_PORT, NatMode::FullNat, Some(0)),
+        ],
+        snat_pools: vec![SnatPool {
+            addrs: (1..=SNAT_ADDRS)
+                .map(|n| Addr::from_v4([198, 19, 255, n]))
+                .collect(),
+        }],
+        routes: vec![Route {
+            prefix: Addr::from_v4([198, 18, 128, 0]),
+            prefix_len: 17,
+            next_hop: Some(Addr::from_v4(GATEWAY)),
+            port: 0,
+        }],
+        neighbours,
+        local_addrs: Vec::new(),
+    };
+    Snapshot::compile(config, None).expect("bench snapshot compiles")
+}
+
+fn worker(snap: &Snapshot, capacity: u32, expire_budget: usize) -> Worker {
+    let mut w = Worker::new(WorkerConfig {
+        conn_capacity: capacity,
+        port_macs: LB_MAC.to_vec(),
+        expire_budget,
+        service_counter_slots: 16,
+        backend_counter_slots: 1024,
+        ..WorkerConfig::default()
+    })
+    .expect("worker");
+    w.on_snapshot(snap);
+    w
+}
+
+/// xorshift64*: a fixed pseudo-random sequence, so every run measures the same flows.
+fn random_indices(len: usize, bound: u32, seed: u64) -> Vec<u32> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            ((u128::from(r >> 32) * u128::from(bound)) >> 32) as u32
+        })
+        .collect()
+}
+
+fn bench_parse(c: &mut Criterion) {
+    let payload = [0x5au8; 10];
+    let mut v4 = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC[0])
+        .ipv4([198, 18, 0, 5], VIP, 64)
+        .tcp(40000, 80, 1, 64240)
+        .ack(1)
+        .write(&mut v4, &payload)
+        .unwrap();
+    assert_eq!(v4.len(), 64);
+    let mut v6 = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC[0])
+        .ipv6(
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5],
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+            64,
+        )
+        .tcp(40000, 80, 1, 64240)
+        .ack(1)
+        .write(&mut v6, &payload)
+        .unwrap();
+    let mut vlan = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC[0])
+        .single_vlan(100.try_into().unwrap())
+        .ipv4([198, 18, 0, 5], VIP, 64)
+        .udp(40000, 53)
+        .write(&mut vlan, &[0x5a; 18])
+        .unwrap();
+    assert_eq!(vlan.len(), 64);
+
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Elements(1));
+    for (name, frame) in [
+        ("eth_ipv4_tcp_64B", &v4),
+        ("eth_ipv6_tcp", &v6),
+        ("eth_vlan_ipv4_udp", &vlan),
+    ] {
+        assert!(wire::parse(frame).is_ok(), "{name} parses");
+        g.bench_function(name, |b| {
+            b.iter(|| wire::parse(black_box(frame.as_slice())))
+        });
+    }
+    g.finish();
+}
+
+/// Capacity of the tables of the established and new-connection benches: 1M flows plus
+/// headroom (the 1k case uses the same capacity, so only the number of live flows differs).
+const ESTABLISHED_CAPACITY: u32 = MAX_FLOWS + (1 << 17);
+
+/// A worker with `flows` established connections to the service on `dport`: every flow did
+/// the whole handshake (SYN, SYN-ACK from the backend, ACK) through `Worker::process`.
+fn established_worker(snap: &Snapshot, dport: u16, flows: u32, now: Tick) -> Worker {
+    let mut w = worker(snap, ESTABLISHED_CAPACITY, 256);
+    let syn = tcp_frame(dport, true, 0);
+    let ack = tcp_frame(dport, false, 10);
+    let mut buf = syn.clone();
+    let mut ack_buf = ack.clone();
+    for i in 0..flows {
+        restore(&mut buf, &syn, i);
+        let v = w.process(snap, &mut buf, 0, now, false);
+        assert_eq!(v, Verdict::Forward { port: 1 }, "SYN of flow {i}");
+        // The backend's SYN-ACK: the translated SYN with addresses and ports swapped.
+        let (src, dst) = (IP_SRC..IP_SRC + 4, IP_DST..IP_DST + 4);
+        let (s, d): ([u8; 4], [u8; 4]) = (
+            buf[src.clone()].try_into().unwrap(),
+            buf[dst.clone()].try_into().unwrap(),
+        );
+        buf[src].copy_from_slice(&d);
+        buf[dst].copy_from_slice(&s);
+        let (sp, dp): ([u8; 2], [u8; 2]) = (
+            buf[SPORT..SPORT + 2].try_into().unwrap(),
+            buf[DPORT..DPORT + 2].try_into().unwrap(),
+        );
+        buf[SPORT..SPORT + 2].copy_from_slice(&dp);
+        buf[DPORT..DPORT + 2].copy_from_slice(&sp);
+        buf[TCP_FLAGS] = 0x12;
+        let v = w.process(snap, &mut buf, 1, now, false);
+        assert_eq!(v, Verdict::Forward { port: 0 }, "SYN-ACK of flow {i}");
+        restore(&mut ack_buf, &ack, i);
+        let v = w.process(snap, &mut ack_buf, 0, now, false);
+        assert_eq!(v, Verdict::Forward { port: 1 }, "ACK of flow {i}");
+    }
+    assert_eq!(w.connections().len(), flows as usize);
+    let (addr, port) = client(flows / 2);
+    let key = dataplane::flow::FlowKey {
+        src: Addr::from_v4(addr),
+        dst: Addr::from_v4(VIP),
+        src_port: port,
+        dst_port: dport,
+        proto: Proto::Tcp,
+    };
+    let (id, _) = w.connections().lookup(&key).expect("flow is tracked");
+    assert_eq!(
+        w.connections().get(id).map(|c| c.state()),
+        Some(ConnState::Established)
+    );
+    w
+}
+
+fn bench_established(c: &mut Criterion) {
+    let snap = snapshot();
+    let now = Tick(1_000);
+    let ack = tcp_frame(DNAT_PORT, false, 10);
+    assert_eq!(ack.len(), 64);
+    let mut g = c.benchmark_group("established");
+    g.throughput(Throughput::Elements(1));
+
+    // The same copy and patch as every per-packet bench, with random flows out of 1M.
+    let indices = random_indices(1 << 20, MAX_FLOWS, 0x5eed);
+    let mut buf = ack.clone();
+    let mut cursor = 0usize;
+    g.bench_function("copy_only", |b| {
+        b.iter(|| {
+            let i = indices[cursor & (indices.len() - 1)];
+            cursor += 1;
+            restore(&mut buf, &ack, i);
+            black_box(&mut buf);
+        })
+    });
+
+    for flows in [1_000u32, 1_000_000] {
+        let indices = random_indices(1 << 20, flows, u64::from(flows));
+        for (mode, dport) in [("dnat", DNAT_PORT), ("fullnat", FULLNAT_PORT)] {
+            // Built on the first call, i.e. only when the filter selects this bench; the
+            // setup is not part of any timing.
+            let mut worker: Option<Worker> = None;
+            let template = tcp_frame(dport, false, 10);
+            let mut buf = template.clone();
+            let mut cursor = 0usize;
+            let label = if flows == 1_000 { "1k" } else { "1M" };
+            g.bench_function(BenchmarkId::new(mode, label), |b| {
+                let w = worker.get_or_insert_with(|| established_worker(&snap, dport, flows, now));
+                b.iter(|| {
+                    let i = indices[cursor & (indices.len() - 1)];
+                    cursor += 1;
+                    restore(&mut buf, &template, i);
+                    black_box(w.process(&snap, &mut buf, 0, now, false))
+                })
+            });
+            if let Some(w) = worker {
+                // Every measured packet was forwarded (nothing dropped on the way).
+                assert_eq!(w.counters().total_drops(), 0);
+                assert_eq!(w.connections().len(), flows as usize);
+            }
+        }
+    }
+    g.finish();
+}
+
+/// Like `established`, through `Worker::process_burst` with bursts of 32 random established
+/// flows (what the DPDK loop calls): the burst parses every packet and prefetches its
+/// connection-table slot and entry before translating the first, so cache misses overlap.
+/// Throughput is per packet; the copy and patch of 32 frames is included (32 x `copy_only`).
+fn bench_established_burst(c: &mut Criterion) {
+    const BURST: usize = dataplane::pipeline::BURST;
+    let snap = snapshot();
+    let now = Tick(1_000);
+    let mut g = c.benchmark_group("established_burst");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for flows in [1_000u32, 1_000_000] {
+        let indices = random_indices(1 << 20, flows, u64::from(flows) + 1);
+        for (mode, dport) in [("dnat", DNAT_PORT), ("fullnat", FULLNAT_PORT)] {
+            let mut worker: Option<Worker> = None;
+            let template = tcp_frame(dport, false, 10);
+            let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| template.clone()).collect();
+            let mut verdicts = [Verdict::Drop(dataplane::pipeline::DropReason::NotIp); BURST];
+            let mut cursor = 0usize;
+            let label = if flows == 1_000 { "1k" } else { "1M" };
+            g.bench_function(BenchmarkId::new(mode, label), |b| {
+                let w = worker.get_or_insert_with(|| established_worker(&snap, dport, flows, now));
+                b.iter(|| {
+                    for buf in bufs.iter_mut() {
+                        let i = indices[cursor & (indices.len() - 1)];
+                        cursor += 1;
+                        restore(buf, &template, i);
+                    }
+                    w.process_burst(&snap, &mut bufs, 0, now, &mut verdicts);
+                    black_box(&verdicts);
+                })
+            });
+            if let Some(w) = worker {
+                assert_eq!(w.counters().total_drops(), 0);
+                assert!(verdicts.iter().all(|v| *v == Verdict::Forward { port: 1 }));
+            }
+        }
+    }
+    g.finish();
+}
+
+/// SYNs per timed chunk; the table is emptied between chunks (outside the timing), so it
+/// never holds more than this many connections (6% of its capacity).
+const NEW_CHUNK: u32 = 4096;
+const NEW_CAPACITY: u32 = 1 << 16;
+
+fn bench_new_connection(c: &mut Criterion) {
+    let snap = snapshot();
+    let mut g = c.benchmark_group("new_connection");
+    g.throughput(Throughput::Elements(1));
+    for (mode, dport) in [("dnat", DNAT_PORT), ("fullnat", FULLNAT_PORT)] {
+        // One housekeeping call sweeps the whole table.
+        let mut w = worker(&snap, NEW_CAPACITY, NEW_CAPACITY as usize);
+        let syn = tcp_frame(dport, true, 0);
+        let mut buf = syn.clone();
+        let mut now = Tick(1_000);
+        let mut next_flow = 0u32;
+        g.bench_function(mode, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut done = 0u64;
+                while done < iters {
+                    let n = (iters - done).min(u64::from(NEW_CHUNK)) as u32;
+                    let start = Instant::now();
+                    for k in 0..n {
+                        restore(&mut buf, &syn, (next_flow + k) % MAX_FLOWS);
+                        black_box(w.process(&snap, &mut buf, 0, now, false));
+                    }
+                    total += start.elapsed();
+                    done += u64::from(n);
+                    next_flow = (next_flow + n) % MAX_FLOWS;
+                    // Every SYN created its connection; then let them all time out.
+                    assert_eq!(w.connections().len(), n as usize);
+                    now = now.plus_millis(Timeouts::DEFAULT.tcp_syn + 1);
+                    w.housekeeping(now);
+                    assert!(w.connections().is_empty());
+                }
+                total
+            })
+        });
+        assert_eq!(w.counters().total_drops(), 0);
+    }
+    g.finish();
+}
+
+fn maglev_backends(n: u32) -> Vec<MaglevBackend> {
+    (0..n)
+        .map(|i| MaglevBackend {
+            key: backend_key(&Addr::from_v4([198, 19, (i >> 8) as u8, i as u8]), 8080),
+            weight: 1,
+        })
+        .collect()
+}
+
+fn bench_maglev_build(c: &mut Criterion) {
+    let mut g = c.benchmark_group("maglev_build");
+    g.sample_size(20);
+    for n in [10u32, 100] {
+        let backends = maglev_backends(n);
+        g.bench_function(
+            BenchmarkId::new("65537_slots", format!("{n}_backends")),
+            |b| b.iter(|| MaglevTable::build(black_box(&backends), 65537).unwrap()),
+        );
+    }
+    g.finish();
+}
+
+/// 1,000 services (100 VIPs x 10 ports) with 8 backends each, DNAT and full-NAT alternating.
+fn big_config() -> SnapshotConfig {
+    let services = (0..1000u32)
+        .map(|s| {
+            let full = s % 2 == 1;
+            ServiceConfig {
+                id: s,
+                name: format!("svc{s}"),
+                key: ServiceKey {
+                    vip: Addr::from_v4([198, 18, 200, (s / 10) as u8]),
+                    port: 8000 + (s % 10) as u16,
+                    proto: Proto::Tcp,
+                },
+                mode: if full {
+                    NatMode::FullNat
+                } else {
+                    NatMode::Dnat
+                },
+                selection: Selection::Maglev,
+                persistence: false,
+                backends: (0..8u32)
+                    .map(|j| {
+                        let h = s * 8 + j;
+                        Backend {
+                            id: h,
+                            addr: Addr::from_v4([198, 19, (h >> 8) as u8, h as u8]),
+                            port: 8080,
+                            weight: 1,
+                            state: BackendState::Active,
+                        }
+                    })
+                    .collect(),
+                snat_pool: full.then_some(0),
+                table_size: None,
+            }
+        })
+        .collect();
+    SnapshotConfig {
+        generation: 1,
+        selection_seed: 7,
+        services,
+        snat_pools: vec![SnatPool {
+            addrs: vec![Addr::from_v4([198, 19, 255, 1])],
+        }],
+        routes: Vec::new(),
+        neighbours: Vec::new(),
+        local_addrs: Vec::new(),
+    }
+}
+
+fn bench_snapshot_compile(c: &mut Criterion) {
+    let config = big_config();
+    Snapshot::compile(config.clone(), None).expect("big config compiles");
+    let mut g = c.benchmark_group("snapshot_compile");
+    g.sample_size(10);
+    g.bench_function("1000_services_x_8_backends", |b| {
+        b.iter_batched(
+            || config.clone(),
+            |config| Snapshot::compile(config, None).unwrap(),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args()
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_parse, bench_established, bench_established_burst, bench_new_connection,
+        bench_maglev_build, bench_snapshot_compile
+}
+criterion_main!(benches);
