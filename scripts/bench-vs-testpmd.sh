@@ -8,6 +8,7 @@
 #                               [--input null|w1] [--runs N] [--seconds S] [--json]
 #
 # --input null: a net_null pair (packets appear from nowhere, TX frees them).
+# --input pcap:FILE: any pcap (scripts/make_lb_workload.py writes parameterised ones).
 # --input w1:   workload W1 (../shared/bench/make_w1.py, or scripts/make_w1.py) replayed by
 #               net_pcap with infinite_rx=1, port topology loop (TX is dropped by the PMD).
 set -euo pipefail
@@ -48,6 +49,14 @@ case "$INPUT" in
     VDEVS=(--vdev "net_pcap0,rx_pcap=$WORK/w1.pcap,infinite_rx=1")
     TOPOLOGY=loop
     MBUFS=32768 # infinite_rx preloads the whole pcap into mbufs
+    ;;
+  pcap:*)
+    # Any pcap, e.g. from scripts/make_lb_workload.py (flows, new-connection share via
+    # --rounds, TCP/UDP mix, frame size).
+    PORTS=1
+    VDEVS=(--vdev "net_pcap0,rx_pcap=${INPUT#pcap:},infinite_rx=1")
+    TOPOLOGY=loop
+    MBUFS=131072
     ;;
   *) echo "unknown input $INPUT" >&2; exit 2 ;;
 esac
