@@ -68,6 +68,31 @@ pub enum InsertError {
     LocalAddrsFull,
 }
 
+/// A vector of `len` copies of `value` whose memory is backed by transparent huge pages where
+/// the kernel allows it (`madvise(MADV_HUGEPAGE)` before the pages are first touched): a large
+/// table probed at random then costs far fewer TLB misses. Falls back silently to normal pages.
+fn huge_page_vec<T: Clone>(len: usize, value: T) -> Vec<T> {
+    let mut v: Vec<T> = Vec::with_capacity(len);
+    advise_huge_pages(v.as_mut_ptr().cast(), len * size_of::<T>());
+    v.resize(len, value);
+    v
+}
+
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(ptr: *mut u8, bytes: usize) {
+    const HUGE: usize = 2 << 20;
+    let start = (ptr as usize).next_multiple_of(HUGE);
+    let end = (ptr as usize + bytes) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: the range lies inside an allocation we own and have not handed out; madvise
+        // only changes how the kernel backs it (no data is touched); a failure is harmless.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_ptr: *mut u8, _bytes: usize) {}
+
 /// Id of an interned local address.
 type LocalId = u16;
 /// Marks a free slab entry (in `Conn::vip`).
@@ -518,10 +543,10 @@ impl ConnTable {
         let capacity = capacity.min(Self::MAX_CAPACITY);
         let slot_count = capacity as usize * SLOTS_PER_CONNECTION;
         ConnTable {
-            conns: vec![Conn::VACANT; capacity as usize],
+            conns: huge_page_vec(capacity as usize, Conn::VACANT),
             // Popped from the end: entries are used from index 0 up.
             free: (0..capacity).rev().collect(),
-            slots: vec![Slot::EMPTY; slot_count],
+            slots: huge_page_vec(slot_count, Slot::EMPTY),
             locals: LocalAddrs::new(local_addrs, seed ^ 0x6c6f_6361_6c73),
             seed,
             len: 0,
