@@ -10,6 +10,8 @@
 //! - [`ipam`]: VIP pools and their allocations.
 //! - [`error`]: [`ApiError`] and [`Violations`], with their gRPC status codes.
 //! - [`limits`]: the size limits of the API.
+//! - [`server`]: the `sluice.v1` gRPC server over a shared [`server::Controller`], and the
+//!   Prometheus rendering of the counters.
 //!
 //! A request flows: `validate::*_request` → clone of the state → `DesiredState` mutation →
 //! `compile::compile` → `StateStore::save` → swap in the new state and publish the snapshot
@@ -21,6 +23,7 @@ pub mod error;
 pub mod ipam;
 pub mod limits;
 pub mod net;
+pub mod server;
 pub mod state;
 pub mod store;
 pub mod validate;
