@@ -108,6 +108,17 @@ impl PollingWorker {
         self.pipeline.counters().clone()
     }
 
+    /// The per-packet state (connection table included), for control-plane reads made by the
+    /// thread that runs this loop, between polls.
+    pub fn pipeline(&self) -> &Worker {
+        &self.pipeline
+    }
+
+    /// The worker's clock, as its connection table sees it.
+    pub fn now(&self) -> Tick {
+        self.clock.now()
+    }
+
     /// Polls until `stop` is set; then flushes what is buffered.
     pub fn run(&mut self, stop: &StopFlag) -> LoopStats {
         let mut stats = LoopStats {
