@@ -4,19 +4,19 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use dataplane::dpdk::{handoff_channel, lcore, Eal, Port};
+use dataplane::dpdk::{lcore, Eal, Port};
 use dataplane::flow::{Addr, NatMode, Proto};
 use dataplane::lb::Selection;
-use dataplane::pipeline::{DropReason, Worker, WorkerConfig};
+use dataplane::pipeline::{DropReason, WorkerConfig, WorkerCounters};
 use dataplane::snapshot::{
     Backend, BackendState, Neighbour, ServiceConfig, ServiceKey, Snapshot, SnapshotConfig,
     SnapshotHandle, SnatPool,
 };
-use dataplane::worker::{PollingWorker, RxPort};
 
 use super::options::{BenchOptions, LbNat};
 use super::report::LbCoreReport;
-use super::{peer_index, CoreResult, Jobs};
+use super::{peer_index, CoreResult};
+use crate::daemon::engine::{launch_workers, LaunchedWorker};
 
 const BACKEND_PORT: u16 = 8080;
 
@@ -97,87 +97,45 @@ pub fn bench_snapshot(opts: &BenchOptions, egress: u16) -> Result<Snapshot> {
     Snapshot::compile(config, None).context("compiling the benchmark service")
 }
 
-/// Starts one Sluice worker per forwarding lcore. RX queues are dealt round-robin as testpmd
-/// deals streams; every worker has its own TX queue on every port and a handoff ring to every
-/// other worker.
+/// Starts one Sluice worker per forwarding lcore with the daemon's own launcher: RX queues
+/// dealt round-robin, a TX queue per worker on every port, handoff rings between workers.
 pub fn launch(
     eal: &Eal,
     opts: &BenchOptions,
     ports: &mut [Port],
     lcores: &[u32],
     stop: &lcore::StopFlag,
-) -> Result<Jobs> {
-    let n_workers = lcores.len();
+) -> Result<Vec<LaunchedWorker>> {
     let egress = peer_index(opts.port_topology, 0, ports.len()) as u16;
     let snapshots = SnapshotHandle::new(bench_snapshot(opts, egress)?);
     let port_macs: Vec<[u8; 6]> = ports
         .iter()
         .map(|p| p.mac().unwrap_or([0x02, 0, 0, 0, 0, 0x01]))
         .collect();
-
-    let mut rx: Vec<Vec<RxPort>> = (0..n_workers).map(|_| Vec::new()).collect();
-    let mut next = 0usize;
-    for (index, port) in ports.iter_mut().enumerate() {
-        for q in 0..opts.rxq {
-            rx[next % n_workers].push(RxPort {
-                port_index: index as u16,
-                queue: port.rx_queue(q)?,
-            });
-            next += 1;
-        }
-    }
-    // handoff[from][to]
-    let mut senders: Vec<Vec<Option<dataplane::dpdk::HandoffTx>>> = (0..n_workers)
-        .map(|_| (0..n_workers).map(|_| None).collect())
-        .collect();
-    let mut receivers: Vec<Vec<dataplane::dpdk::HandoffRx>> =
-        (0..n_workers).map(|_| Vec::new()).collect();
-    for (from, row) in senders.iter_mut().enumerate() {
-        for (to, sender) in row.iter_mut().enumerate() {
-            if from != to {
-                let (tx, rx) = handoff_channel(&format!("ho{from}to{to}"), 4096)?;
-                *sender = Some(tx);
-                receivers[to].push(rx);
-            }
-        }
-    }
-
-    let mut jobs = Vec::new();
-    for (index, ((rx, (handoff_tx, handoff_rx)), &lcore_id)) in rx
-        .into_iter()
-        .zip(senders.into_iter().zip(receivers))
-        .zip(lcores)
-        .enumerate()
-    {
-        let tx = ports
-            .iter_mut()
-            .map(|p| p.tx_queue(index as u16))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
-        let pipeline = Worker::new(WorkerConfig {
-            index: index as u16,
-            workers: n_workers as u16,
-            conn_capacity: opts.lb_conn_capacity,
-            port_macs: port_macs.clone(),
-            ..WorkerConfig::default()
-        })?;
-        let streams = rx.len();
-        let mut worker =
-            PollingWorker::new(pipeline, rx, tx, handoff_tx, handoff_rx, snapshots.reader());
-        let stop = stop.clone();
-        let job = lcore::launch(eal, lcore_id, move || {
-            worker.run(&stop);
-            core_result(&worker)
-        })
-        .with_context(|| format!("launching lcore {lcore_id}"))?;
-        jobs.push((lcore_id, streams, job));
-    }
-    // Workers keep their readers; the handle may go (the snapshot lives in the readers).
-    drop(snapshots);
-    Ok(jobs)
+    let names: Vec<String> = ports.iter().map(|p| p.name().to_owned()).collect();
+    let template = WorkerConfig {
+        conn_capacity: opts.lb_conn_capacity,
+        port_macs,
+        ..WorkerConfig::default()
+    };
+    let rx_queues = vec![opts.rxq; ports.len()];
+    let mut port_refs: Vec<&mut Port> = ports.iter_mut().collect();
+    // Workers keep their own snapshot readers; the handle may go after the launch.
+    launch_workers(
+        eal,
+        &mut port_refs,
+        &names,
+        &rx_queues,
+        lcores,
+        &template,
+        &snapshots,
+        4096,
+        stop,
+    )
 }
 
-fn core_result(worker: &PollingWorker) -> CoreResult {
-    let c = worker.counters();
+/// What one lb worker counted, for the final report.
+pub fn core_result(c: &WorkerCounters) -> CoreResult {
     let drops: BTreeMap<&'static str, u64> = DropReason::all()
         .map(|r| (r.as_str(), c.drops(r)))
         .filter(|(_, n)| *n > 0)

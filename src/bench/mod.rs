@@ -125,10 +125,17 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
     let worker_stop = lcore::StopFlag::new();
     let started = Instant::now();
     let tsc_start = dpdk::rdtsc();
-    let jobs = if opts.forward_mode == ForwardMode::Lb {
-        lb::launch(eal, opts, &mut ports, workers, &worker_stop)?
+    let launched = if opts.forward_mode == ForwardMode::Lb {
+        Launched::Lb(lb::launch(eal, opts, &mut ports, workers, &worker_stop)?)
     } else {
-        launch_streams(eal, opts, &mut ports, workers, &pool, &worker_stop)?
+        Launched::Streams(launch_streams(
+            eal,
+            opts,
+            &mut ports,
+            workers,
+            &pool,
+            &worker_stop,
+        )?)
     };
     drop(ports); // the queues now keep the ports open
 
@@ -176,8 +183,8 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
     let mut panicked = Vec::new();
     let mut dropped_total = 0;
     let mut handled_total = 0;
-    for (lcore_id, stream_count, job) in jobs {
-        let res = match job.join() {
+    for (lcore_id, stream_count, outcome) in launched.join() {
+        let res = match outcome {
             Ok(res) => res,
             Err(p) => {
                 panicked.push(p.to_string());
@@ -287,6 +294,37 @@ fn forwarding_loop(
 }
 
 type Jobs = Vec<(u32, usize, lcore::LcoreJob<CoreResult>)>;
+
+/// The forwarding lcores of either kind of run.
+enum Launched {
+    Streams(Jobs),
+    Lb(Vec<crate::daemon::engine::LaunchedWorker>),
+}
+
+impl Launched {
+    /// Waits for every lcore: (lcore, streams or RX queues, its result or its panic).
+    fn join(
+        self,
+    ) -> Vec<(
+        u32,
+        usize,
+        std::result::Result<CoreResult, lcore::WorkerPanic>,
+    )> {
+        match self {
+            Launched::Streams(jobs) => jobs
+                .into_iter()
+                .map(|(lcore, streams, job)| (lcore, streams, job.join()))
+                .collect(),
+            Launched::Lb(workers) => workers
+                .into_iter()
+                .map(|w| {
+                    let outcome = w.job.join().map(|_| lb::core_result(&w.counters));
+                    (w.lcore, w.rx_queues.len(), outcome)
+                })
+                .collect(),
+        }
+    }
+}
 
 /// testpmd's streams: every RX queue of every port forwards to the same queue number of its
 /// peer port; streams are dealt round-robin to the forwarding lcores.
