@@ -6,7 +6,7 @@ set -euo pipefail
 
 APT_PACKAGES=(
   dpdk dpdk-dev libclang-dev clang pkg-config build-essential
-  iproute2 ethtool socat curl nginx-light python3 python3-pip python3-scapy
+  iproute2 iputils-ping ethtool socat curl nginx-light python3 python3-pip python3-scapy
 )
 
 missing=()
@@ -21,10 +21,17 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# The python3 first on PATH may not be Debian's (pyenv): give it scapy (pcap workloads; and
-# later the gRPC test client) from PyPI when it lacks them.
-if ! python3 -c "import scapy" 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check scapy
+# The python3 first on PATH may not be Debian's (pyenv): give it what the scripts and the
+# end-to-end tests use (scapy for pcap workloads; pytest; grpcio and grpcio-tools for the
+# independent API client generated from proto/ at test time) from PyPI when it lacks them.
+PY_MODULES=(scapy:scapy pytest:pytest grpc:grpcio grpc_tools:grpcio-tools)
+py_missing=()
+for m in "${PY_MODULES[@]}"; do
+  python3 -c "import ${m%%:*}" 2>/dev/null || py_missing+=("${m##*:}")
+done
+if ((${#py_missing[@]})); then
+  echo "setup: pip installing ${py_missing[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

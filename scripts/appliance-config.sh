@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Prints a sluiced configuration for the namespace topology of scripts/topology.sh: two
+# net_af_packet ports ("client", "backends"), the appliance's addresses on them, static
+# neighbours for the client and the backends (sluiced does not resolve neighbours by ARP yet),
+# and an SNAT pool on the backend subnet.
+#
+#   scripts/appliance-config.sh PREFIX WORKDIR [ADMIN_LISTEN]
+#
+# State, API socket and logs live in WORKDIR.
+set -euo pipefail
+P=${1:?prefix}
+WORK=${2:?workdir}
+ADMIN=${3:-127.0.0.1:9100}
+eval "$("$(dirname "$0")/topology.sh" macs "$P")"
+
+cat <<TOML
+[eal]
+lcores = "0,1"
+memory_mb = 512
+no_huge = true
+no_shconf = true
+no_pci = true
+log_level = "notice"
+
+[[ports]]
+name = "client"
+device = "net_af_packet0,iface=$LB_CLIENT_IFACE"
+
+[[ports]]
+name = "backends"
+device = "net_af_packet1,iface=$LB_BACKENDS_IFACE"
+
+[dataplane]
+conn_capacity = 65536
+service_counter_slots = 16384
+backend_counter_slots = 131072
+
+[state]
+dir = "$WORK/state"
+
+[api]
+unix_socket = "$WORK/sluiced.sock"
+tcp = ""
+
+[admin]
+listen = "$ADMIN"
+
+[[interfaces]]
+port = "client"
+addresses = ["198.18.0.1/24"]
+
+[[interfaces]]
+port = "backends"
+addresses = ["198.19.0.254/24"]
+
+[[neighbours]]
+address = "198.18.0.2"
+mac = "$CLIENT_MAC"
+port = "client"
+TOML
+for i in 1 2 3; do
+  cat <<TOML
+
+[[neighbours]]
+address = "198.19.0.$i"
+mac = "$BACKENDS_MAC"
+port = "backends"
+TOML
+done
+cat <<TOML
+
+[[snat_pools]]
+name = "snat"
+addresses = ["198.19.0.250"]
+TOML
