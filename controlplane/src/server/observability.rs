@@ -121,11 +121,10 @@ impl ObservabilityApi {
                 backends.push(v1::BackendStats {
                     address: spec.address.to_string(),
                     port: u32::from(spec.port),
-                    // The dataplane counts both directions of a backend's connections together.
-                    packets_to_backend: b.packets,
-                    bytes_to_backend: b.bytes,
-                    packets_from_backend: 0,
-                    bytes_from_backend: 0,
+                    packets_to_backend: b.packets.saturating_sub(b.packets_from),
+                    bytes_to_backend: b.bytes.saturating_sub(b.bytes_from),
+                    packets_from_backend: b.packets_from,
+                    bytes_from_backend: b.bytes_from,
                     active_connections: b.active(),
                     total_connections: b.new_connections,
                 });

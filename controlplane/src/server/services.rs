@@ -49,11 +49,10 @@ pub(crate) fn service_with_status(
             health_message: String::new(),
             active_connections: sums.active(),
             total_connections: sums.new_connections,
-            // The dataplane counts both directions of a backend's connections together.
-            packets_to_backend: sums.packets,
-            bytes_to_backend: sums.bytes,
-            packets_from_backend: 0,
-            bytes_from_backend: 0,
+            packets_to_backend: sums.packets.saturating_sub(sums.packets_from),
+            bytes_to_backend: sums.bytes.saturating_sub(sums.bytes_from),
+            packets_from_backend: sums.packets_from,
+            bytes_from_backend: sums.bytes_from,
         });
     }
     service.status = Some(v1::ServiceStatus {

@@ -153,8 +153,12 @@ pub(crate) struct ServiceSums {
 /// Counter values of one backend slot, summed over workers.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct BackendSums {
+    /// Both directions.
     pub packets: u64,
     pub bytes: u64,
+    /// Replies only.
+    pub packets_from: u64,
+    pub bytes_from: u64,
     pub new_connections: u64,
     pub closed_connections: u64,
 }
@@ -181,6 +185,8 @@ impl BackendSums {
         BackendSums {
             packets: self.packets.saturating_sub(base.packets),
             bytes: self.bytes.saturating_sub(base.bytes),
+            packets_from: self.packets_from.saturating_sub(base.packets_from),
+            bytes_from: self.bytes_from.saturating_sub(base.bytes_from),
             new_connections: self.new_connections.saturating_sub(base.new_connections),
             closed_connections: self
                 .closed_connections
@@ -210,6 +216,8 @@ pub(crate) fn raw_backend(workers: &[WorkerView], slot: u32) -> BackendSums {
         if let Some(c) = worker.counters.backend(slot) {
             sums.packets += c.packets.get();
             sums.bytes += c.bytes.get();
+            sums.packets_from += c.packets_from_backend.get();
+            sums.bytes_from += c.bytes_from_backend.get();
             sums.new_connections += c.new_connections.get();
             sums.closed_connections += c.closed_connections.get();
         }

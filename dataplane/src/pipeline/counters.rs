@@ -58,8 +58,14 @@ pub struct ServiceCounters {
 /// Counters of one backend on one worker.
 #[derive(Debug, Default)]
 pub struct BackendCounters {
+    /// Packets of the backend's connections, both directions.
     pub packets: Counter,
+    /// Bytes of the backend's connections, both directions.
     pub bytes: Counter,
+    /// The part of `packets` that came from the backend (replies).
+    pub packets_from_backend: Counter,
+    /// The part of `bytes` that came from the backend.
+    pub bytes_from_backend: Counter,
     pub new_connections: Counter,
     pub closed_connections: Counter,
 }

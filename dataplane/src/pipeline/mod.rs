@@ -493,6 +493,10 @@ impl Worker {
         if let Some(c) = self.counters.backend(data.backend) {
             c.packets.inc();
             c.bytes.add(u64::from(bytes));
+            if dir == Direction::Reply {
+                c.packets_from_backend.inc();
+                c.bytes_from_backend.add(u64::from(bytes));
+            }
         }
         if info.ttl <= 1 {
             return Verdict::Drop(DropReason::TtlExceeded);

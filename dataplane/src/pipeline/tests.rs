@@ -491,6 +491,7 @@ fn run_tcp_conversation(vport: u16, full_nat: bool) {
     assert_eq!(counters.new_connections.get(), 1);
     let bc = counters.backend(u32::from(b)).unwrap();
     assert_eq!(bc.packets.get(), 7);
+    assert_eq!(bc.packets_from_backend.get(), 3, "SYN-ACK, response, FIN");
     assert_eq!(bc.new_connections.get(), 1);
     let handed: u64 = c
         .workers
