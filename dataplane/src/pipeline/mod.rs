@@ -234,6 +234,28 @@ pub struct Worker {
     counters: Arc<WorkerCounters>,
     generation: Option<u64>,
     selection_hash_seed: u64,
+    /// Resolved egress by destination address for the current snapshot (cleared when a new
+    /// one arrives): the route scan and neighbour lookup run once per destination, not once
+    /// per packet.
+    egress: Box<[Option<Egress>; EGRESS_CACHE]>,
+}
+
+/// Entries of the per-worker egress cache (direct-mapped by destination address).
+const EGRESS_CACHE: usize = 256;
+
+/// Where packets to one destination leave: port and both MAC addresses.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+struct Egress {
+    dst: Addr,
+    port: u16,
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+}
+
+#[inline]
+fn egress_slot(addr: &Addr) -> usize {
+    let low = u32::from_be_bytes([addr.0[12], addr.0[13], addr.0[14], addr.0[15]]);
+    (low.wrapping_mul(0x9e37_79b1) >> 24) as usize % EGRESS_CACHE
 }
 
 impl Worker {
@@ -271,6 +293,7 @@ impl Worker {
             counters,
             generation: None,
             selection_hash_seed: 0,
+            egress: Box::new([None; EGRESS_CACHE]),
         })
     }
 
@@ -311,6 +334,7 @@ impl Worker {
         }
         self.generation = Some(snap.generation());
         self.selection_hash_seed = snap.selection_seed();
+        self.egress.fill(None);
         self.rr.fit(snap.services().len());
         self.snat_by_pool.clear();
         for pool in snap.snat_pools() {
@@ -685,21 +709,36 @@ impl Worker {
 
     /// Sets the MACs for the next hop towards `dst` and picks the egress port.
     #[inline]
-    fn address_l2(&self, snap: &Snapshot, frame: &mut [u8], dst: &Addr) -> Verdict {
-        let next_hop = next_hop(snap, dst);
-        let Some(neighbour) = snap.neighbour(&next_hop) else {
-            return Verdict::Drop(DropReason::NoNeighbour);
+    fn address_l2(&mut self, snap: &Snapshot, frame: &mut [u8], dst: &Addr) -> Verdict {
+        let slot = egress_slot(dst);
+        let cached = self.egress.get(slot).copied().flatten();
+        let entry = match cached {
+            Some(entry) if entry.dst == *dst => entry,
+            _ => {
+                let next_hop = next_hop(snap, dst);
+                let Some(neighbour) = snap.neighbour(&next_hop) else {
+                    return Verdict::Drop(DropReason::NoNeighbour);
+                };
+                let src_mac = self
+                    .cfg
+                    .port_macs
+                    .get(usize::from(neighbour.port))
+                    .copied()
+                    .unwrap_or([0; 6]);
+                let entry = Egress {
+                    dst: *dst,
+                    port: neighbour.port,
+                    dst_mac: neighbour.mac,
+                    src_mac,
+                };
+                if let Some(cache) = self.egress.get_mut(slot) {
+                    *cache = Some(entry);
+                }
+                entry
+            }
         };
-        let src_mac = self
-            .cfg
-            .port_macs
-            .get(usize::from(neighbour.port))
-            .copied()
-            .unwrap_or([0; 6]);
-        rewrite::set_macs(frame, &neighbour.mac, &src_mac);
-        Verdict::Forward {
-            port: neighbour.port,
-        }
+        rewrite::set_macs(frame, &entry.dst_mac, &entry.src_mac);
+        Verdict::Forward { port: entry.port }
     }
 
     /// Ages the connection table a bounded step (call once per poll loop, also when idle) and

@@ -888,6 +888,45 @@ fn backend_changes_keep_established_flows_and_move_only_the_predicted_share() {
 }
 
 #[test]
+fn a_new_snapshot_with_another_neighbour_mac_is_used_at_once() {
+    let mut c = Cluster::new(1);
+    let syn = |cport: u16| {
+        Tcp {
+            src_mac: CLIENT_MAC,
+            dst_mac: LB_MAC[0],
+            src: CLIENT,
+            dst: VIP,
+            ttl: 64,
+            sport: cport,
+            dport: 80,
+            seq: 1,
+            ack: None,
+            syn: true,
+            fin: false,
+            rst: false,
+            payload: b"",
+        }
+        .build()
+    };
+    let (_, out, _) = c.send(syn(1000), 0);
+    let b = dst_backend(&out);
+    assert_eq!(&out[..6], &backend_mac(b));
+    // The backend moved to another MAC address (and port): the cached egress must not be used.
+    let mut cfg = config(2);
+    for n in &mut cfg.neighbours {
+        if n.addr == Addr::from_v4(backend_ip(b)) {
+            n.mac = [0x02, 0, 0, 0, 0x77, 0x77];
+            n.port = 0;
+        }
+    }
+    c.publish(cfg);
+    let (v, out, _) = c.send(syn(1000), 0);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!(&out[..6], &[0x02, 0, 0, 0, 0x77, 0x77]);
+    assert_eq!(&out[6..12], &LB_MAC[0]);
+}
+
+#[test]
 fn a_full_table_drops_new_flows_and_keeps_existing_ones() {
     let mut c = Cluster::with(1, |cfg| cfg.conn_capacity = 8);
     let syn = |cport: u16| {
