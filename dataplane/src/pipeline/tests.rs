@@ -247,6 +247,26 @@ impl Cluster {
     }
 }
 
+/// The client's SYN from port `cport` to the VIP's port 80.
+fn syn(cport: u16) -> Vec<u8> {
+    Tcp {
+        src_mac: CLIENT_MAC,
+        dst_mac: LB_MAC[0],
+        src: CLIENT,
+        dst: VIP,
+        ttl: 64,
+        sport: cport,
+        dport: 80,
+        seq: 1,
+        ack: None,
+        syn: true,
+        fin: false,
+        rst: false,
+        payload: b"",
+    }
+    .build()
+}
+
 struct Tcp<'a> {
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
@@ -787,24 +807,6 @@ fn arp_requests_for_a_vip_are_answered_with_the_port_mac() {
 #[test]
 fn backend_changes_keep_established_flows_and_move_only_the_predicted_share() {
     let mut c = Cluster::new(2);
-    let syn = |cport: u16| {
-        Tcp {
-            src_mac: CLIENT_MAC,
-            dst_mac: LB_MAC[0],
-            src: CLIENT,
-            dst: VIP,
-            ttl: 64,
-            sport: cport,
-            dport: 80,
-            seq: 1,
-            ack: None,
-            syn: true,
-            fin: false,
-            rst: false,
-            payload: b"",
-        }
-        .build()
-    };
     let data = |cport: u16| {
         Tcp {
             src_mac: CLIENT_MAC,
@@ -890,24 +892,6 @@ fn backend_changes_keep_established_flows_and_move_only_the_predicted_share() {
 #[test]
 fn a_new_snapshot_with_another_neighbour_mac_is_used_at_once() {
     let mut c = Cluster::new(1);
-    let syn = |cport: u16| {
-        Tcp {
-            src_mac: CLIENT_MAC,
-            dst_mac: LB_MAC[0],
-            src: CLIENT,
-            dst: VIP,
-            ttl: 64,
-            sport: cport,
-            dport: 80,
-            seq: 1,
-            ack: None,
-            syn: true,
-            fin: false,
-            rst: false,
-            payload: b"",
-        }
-        .build()
-    };
     let (_, out, _) = c.send(syn(1000), 0);
     let b = dst_backend(&out);
     assert_eq!(&out[..6], &backend_mac(b));
@@ -929,24 +913,6 @@ fn a_new_snapshot_with_another_neighbour_mac_is_used_at_once() {
 #[test]
 fn a_full_table_drops_new_flows_and_keeps_existing_ones() {
     let mut c = Cluster::with(1, |cfg| cfg.conn_capacity = 8);
-    let syn = |cport: u16| {
-        Tcp {
-            src_mac: CLIENT_MAC,
-            dst_mac: LB_MAC[0],
-            src: CLIENT,
-            dst: VIP,
-            ttl: 64,
-            sport: cport,
-            dport: 80,
-            seq: 1,
-            ack: None,
-            syn: true,
-            fin: false,
-            rst: false,
-            payload: b"",
-        }
-        .build()
-    };
     for p in 0..8 {
         assert_eq!(c.send(syn(1000 + p), 0).0, Verdict::Forward { port: 1 });
     }
