@@ -82,7 +82,7 @@ impl TxTemplate {
         ip[9] = 17;
         ip[12..16].copy_from_slice(&[198, 18, 0, 1]);
         ip[16..20].copy_from_slice(&[198, 18, 0, 2]);
-        let csum = ipv4_header_checksum(ip);
+        let csum = dataplane::wire::checksum::internet_checksum(ip);
         ip[10..12].copy_from_slice(&csum.to_be_bytes());
         let udp_len = ip_len - 20;
         f[34..36].copy_from_slice(&(TX_BASE_PORT as u16).to_be_bytes());
@@ -102,17 +102,6 @@ impl TxTemplate {
     pub fn is_empty(&self) -> bool {
         self.frame.is_empty()
     }
-}
-
-fn ipv4_header_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Runs one burst of `mode` on `stream`; returns the packets handled (received or generated).
