@@ -17,6 +17,7 @@ const PROTO_FILES: &[&str] = &[
     "sluice/v1/pools.proto",
     "sluice/v1/network.proto",
     "sluice/v1/observability.proto",
+    "sluice/v1/l7.proto",
 ];
 
 /// Name of the encoded `FileDescriptorSet` in `OUT_DIR`, included by `src/lib.rs`.

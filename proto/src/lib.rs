@@ -2,11 +2,13 @@
 //! servers generated from `proto/sluice/v1/*.proto` (the documentation of every message, field
 //! and error lives in those files and is copied onto the generated items).
 //!
-//! The API is split into four gRPC services:
+//! The API is split into five gRPC services:
 //! - [`v1::services_server::Services`]: declarative services and backends, watch;
 //! - [`v1::pools_server::Pools`]: VIP pools (IPAM) and SNAT pools;
 //! - [`v1::network_server::Network`]: interface addresses, static routes and neighbours;
-//! - [`v1::observability_server::Observability`]: stats, connections, status.
+//! - [`v1::observability_server::Observability`]: stats, connections, status;
+//! - [`v1::l7_server::L7`]: the HTTP/HTTPS route table of `sluice-proxy` (served by the proxy,
+//!   not by `sluiced`).
 //!
 //! [`FILE_DESCRIPTOR_SET`] is the encoded descriptor set of all of them (imports included)
 //! for gRPC server reflection (`tonic-reflection`), so `grpcurl` works without .proto files.
@@ -25,8 +27,8 @@ pub mod v1 {
 /// The protobuf package every message and service of this crate lives in.
 pub const PACKAGE: &str = "sluice.v1";
 
-/// Fully qualified names of the gRPC services, e.g. for the gRPC health service (one status
-/// per service) and for reflection listings.
+/// Fully qualified names of the gRPC services `sluiced` serves, e.g. for the gRPC health service
+/// (one status per service) and for reflection listings.
 pub const SERVICE_NAMES: [&str; 4] = [
     "sluice.v1.Services",
     "sluice.v1.Pools",
@@ -63,6 +65,7 @@ mod tests {
             })
             .collect();
         let mut expected = SERVICE_NAMES.map(String::from).to_vec();
+        expected.push(format!("{PACKAGE}.L7"));
         expected.sort();
         let mut found = services.clone();
         found.sort();

@@ -1,0 +1,1 @@
+//! `sluice-gateway`: the Kubernetes Gateway API controller of Sluice.

@@ -1,0 +1,1 @@
+//! `sluice-proxy`: the L7 HTTP/HTTPS gateway of Sluice.
