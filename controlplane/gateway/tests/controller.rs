@@ -1,19 +1,23 @@
 //! The controller with the real kube client against a wire-level fake API server (list,
-//! watch, discovery, server-side-apply status patches) and a sluiced stand-in on a Unix
-//! socket: statuses with reasons and observedGeneration, services programmed, deletion
-//! releasing services and addresses, pool exhaustion, and convergence after restarts.
+//! watch, discovery, server-side-apply status patches) and the real sluiced API
+//! (controlplane's gRPC server in-process on a Unix socket, with a state directory):
+//! statuses with reasons and observedGeneration, services programmed, deletion releasing
+//! services and addresses, pool exhaustion, and convergence after restarts of the controller
+//! and of a sluiced that lost its state.
 
 #[path = "support/fake_api.rs"]
 mod fake_api;
-#[path = "support/fake_sluiced.rs"]
-mod fake_sluiced;
+#[path = "support/sluiced.rs"]
+mod sluiced;
 
 use fake_api::FakeApi;
-use fake_sluiced::FakeSluiced;
 use serde_json::{json, Value};
 use sluice_gateway::apply::{Bearer, Target};
 use sluice_gateway::config::{Pool, Settings};
 use sluice_gateway::controller::{run_kube, Controller};
+use sluice_proto::v1;
+use sluiced::Sluiced;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const G: &str = "gateway.networking.k8s.io/v1";
@@ -60,6 +64,37 @@ async fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// `wait_for` for checks that need `.await` (queries to sluiced).
+macro_rules! wait_until {
+    ($what:expr, $check:expr) => {{
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(v) = $check {
+                break v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {}", $what);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }};
+}
+
+/// Services without what sluiced fills in (meta, live status), to compare two sluiceds.
+fn programme(services: &BTreeMap<String, v1::Service>) -> Vec<v1::Service> {
+    services
+        .values()
+        .map(|s| v1::Service {
+            meta: None,
+            status: None,
+            ..s.clone()
+        })
+        .collect()
+}
+
+/// A sluiced on `dir/sluiced.sock` with its state in `dir/state`.
+async fn start_sluiced(dir: &std::path::Path) -> Sluiced {
+    Sluiced::start(&dir.join("state"), &dir.join("sluiced.sock")).await
+}
+
 fn cond(conditions: &Value, type_: &str) -> Value {
     conditions
         .as_array()
@@ -104,13 +139,13 @@ async fn statuses_programme_deletion_exhaustion_and_restarts() {
     }
     let addr = api.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let sluiced = FakeSluiced::default();
-    let socket = sluiced.start(dir.path()).await;
+    let sluiced = start_sluiced(dir.path()).await;
     // A second appliance: every sluiced gets the same programme.
     let dir2 = tempfile::tempdir().unwrap();
-    let sluiced2 = FakeSluiced::default();
-    let socket2 = sluiced2.start(dir2.path()).await;
-    let controller = start_controller(addr, &[&socket, &socket2]);
+    let sluiced2 = start_sluiced(dir2.path()).await;
+    let sockets = [sluiced.socket.clone(), sluiced2.socket.clone()];
+    let sockets = [sockets[0].as_path(), sockets[1].as_path()];
+    let controller = start_controller(addr, &sockets);
 
     // Gateway: the pool's only address, Programmed, listeners with their routes.
     let gw = wait_for("gw Programmed", || {
@@ -241,11 +276,10 @@ async fn statuses_programme_deletion_exhaustion_and_restarts() {
 
     // sluiced: the TCP listener with the ready endpoint and the targetPort resolved by name;
     // the UDP listener without backends (its only backendRef is invalid).
-    let services = wait_for("services", || {
-        let s = sluiced.services();
+    let services = wait_until!("services", {
+        let s = sluiced.by_name().await;
         (s.len() == 2).then_some(s)
-    })
-    .await;
+    });
     let web = &services["gw.apps.gw.tcp"];
     assert_eq!((web.vip.as_str(), web.port), ("198.18.100.7", 9000));
     assert_eq!(web.backends.len(), 1);
@@ -255,18 +289,17 @@ async fn statuses_programme_deletion_exhaustion_and_restarts() {
     );
     assert_eq!(web.labels["sluice.io/managed-by"], "sluice-gateway");
     assert!(services["gw.apps.gw.udp"].backends.is_empty());
-    let strip = |m: std::collections::BTreeMap<String, sluice_proto::v1::Service>| {
-        m.into_values()
-            .map(|mut s| {
-                s.meta = None;
-                s
-            })
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(strip(sluiced2.services()), strip(services.clone()));
+    let services2 = wait_until!("services on the second sluiced", {
+        let s = sluiced2.by_name().await;
+        (s.len() == 2).then_some(s)
+    });
+    assert_eq!(programme(&services2), programme(&services));
 
-    // Level-triggered and idempotent: resyncs (every second here) write nothing more.
-    let writes = sluiced.writes();
+    // Level-triggered and idempotent: resyncs (every second here) write nothing more. A
+    // write that changes anything moves sluiced's state revision.
+    let writes = (sluiced.revision().await, sluiced2.revision().await);
+    // The whole programme went to each sluiced in one atomic batch (one revision).
+    assert_eq!(writes, (1, 1));
     let patch_count = |api: &FakeApi| {
         api.requests()
             .iter()
@@ -276,10 +309,11 @@ async fn statuses_programme_deletion_exhaustion_and_restarts() {
     let patched = patch_count(&api);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(
-        sluiced.writes(),
+        (sluiced.revision().await, sluiced2.revision().await),
         writes,
         "resync rewrote unchanged services"
     );
+    assert_eq!(sluiced.by_name().await, services);
     assert_eq!(
         patch_count(&api),
         patched,
@@ -289,36 +323,44 @@ async fn statuses_programme_deletion_exhaustion_and_restarts() {
     // A controller restart converges without duplicates or writes.
     controller.abort();
     let _ = controller.await;
-    let controller = start_controller(addr, &[&socket, &socket2]);
+    let controller = start_controller(addr, &sockets);
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(sluiced.writes(), writes);
-    assert_eq!(sluiced.services(), services);
+    assert_eq!(
+        (sluiced.revision().await, sluiced2.revision().await),
+        writes
+    );
+    assert_eq!(sluiced.by_name().await, services);
+    assert_eq!(sluiced2.by_name().await, services2);
 
-    // A sluiced that lost its state gets the programme again.
-    sluiced.inner.lock().unwrap().services.clear();
-    wait_for("services restored", || {
-        (sluiced.services().len() == 2).then_some(())
-    })
-    .await;
+    // A sluiced that lost its state (restarted with an emptied state directory) gets the
+    // programme again.
+    let sluiced = sluiced.restart_empty().await;
+    wait_until!("services restored", {
+        let s = sluiced.by_name().await;
+        (programme(&s) == programme(&services)).then_some(())
+    });
+    // From an empty state, in one batch.
+    assert_eq!(sluiced.revision().await, 1);
 
     // An endpoint becoming ready is picked up by the watch.
     let mut slice = objects().pop().unwrap();
     slice["endpoints"][1]["conditions"]["ready"] = json!(true);
     api.put(slice);
-    wait_for("second backend", || {
-        (sluiced.services()["gw.apps.gw.tcp"].backends.len() == 2).then_some(())
-    })
-    .await;
+    wait_until!("second backend", {
+        let s = sluiced.by_name().await;
+        s.get("gw.apps.gw.tcp")
+            .is_some_and(|s| s.backends.len() == 2)
+            .then_some(())
+    });
 
     // The Gateway and its routes deleted: their services go (gw2 has no routes, so none
     // replace them) and the address is released to gw2.
     api.delete(G, "Gateway", "apps", "gw");
     api.delete(GA, "TCPRoute", "apps", "web");
     api.delete(GA, "UDPRoute", "apps", "dns");
-    wait_for("services removed", || {
-        (sluiced.services().is_empty() && sluiced2.services().is_empty()).then_some(())
-    })
-    .await;
+    wait_until!("services removed", {
+        (sluiced.services().await.is_empty() && sluiced2.services().await.is_empty()).then_some(())
+    });
     let gw2 = wait_for("gw2 address", || {
         let s = api.get(G, "Gateway", "apps", "gw2")?["status"].clone();
         has(&s["conditions"], "Programmed", "True", "Programmed", 5).then_some(s)
@@ -326,6 +368,9 @@ async fn statuses_programme_deletion_exhaustion_and_restarts() {
     .await;
     assert_eq!(gw2["addresses"][0]["value"], "198.18.100.7");
     controller.abort();
+    let _ = controller.await;
+    sluiced.stop().await;
+    sluiced2.stop().await;
 }
 
 #[path = "support/fake_proxy.rs"]
@@ -363,8 +408,7 @@ async fn http_routes_program_the_proxies() {
     ));
     let addr = api.start().await;
     let dir = tempfile::tempdir().unwrap();
-    let sluiced = FakeSluiced::default();
-    let socket = sluiced.start(dir.path()).await;
+    let sluiced = start_sluiced(dir.path()).await;
     let proxy = fake_proxy::FakeProxy::default();
     let proxy_socket = proxy.start(dir.path()).await;
 
@@ -379,7 +423,7 @@ async fn http_routes_program_the_proxies() {
     };
     let controller = Controller::new(
         settings,
-        &[Target::Unix(socket)],
+        &[sluiced.target()],
         &[Target::Unix(proxy_socket)],
         Bearer(None),
         Some(client.clone()),
@@ -424,11 +468,10 @@ async fn http_routes_program_the_proxies() {
         (Some(1), true)
     );
 
-    let services = wait_for("L4 service for the proxies", || {
-        let s = sluiced.services();
-        s.get("gw.apps.web.http-80").cloned()
-    })
-    .await;
+    let services = wait_until!(
+        "L4 service for the proxies",
+        sluiced.by_name().await.get("gw.apps.web.http-80").cloned()
+    );
     assert_eq!(services.vip, "198.18.100.30");
     assert_eq!(
         (
@@ -461,4 +504,6 @@ async fn http_routes_program_the_proxies() {
     })
     .await;
     task.abort();
+    let _ = task.await;
+    sluiced.stop().await;
 }

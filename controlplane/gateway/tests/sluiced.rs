@@ -4,13 +4,9 @@
 //! directory converges without duplicates, services of other owners are never touched, and a
 //! service sluiced refuses does not hold back the others.
 
-use controlplane::compile::compile;
-use controlplane::server::{
-    serve, ApiListeners, AuthConfig, Controller as Daemon, ControllerConfig, PortView, StatsSource,
-    WorkerView,
-};
-use controlplane::StateStore;
-use dataplane::snapshot::SnapshotHandle;
+#[path = "support/sluiced.rs"]
+mod sluiced;
+
 use serde_json::Value;
 use sluice_gateway::apply::{Bearer, Target};
 use sluice_gateway::config::{Pool, Settings};
@@ -20,92 +16,9 @@ use sluice_gateway::static_source::parse_documents;
 use sluice_proto::v1;
 use sluice_proto::v1::pools_client::PoolsClient;
 use sluice_proto::v1::services_client::ServicesClient;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use sluiced::Sluiced;
+use std::path::Path;
 use tokio::sync::watch;
-
-const PORTS: [&str; 2] = ["port0", "port1"];
-
-/// No workers: the API side of sluiced only.
-struct NoStats;
-
-impl StatsSource for NoStats {
-    fn workers(&self) -> Vec<WorkerView> {
-        Vec::new()
-    }
-    fn ports(&self) -> Vec<PortView> {
-        Vec::new()
-    }
-}
-
-struct Sluiced {
-    socket: PathBuf,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Sluiced {
-    async fn start(state_dir: &Path, socket: &Path) -> Sluiced {
-        let store = StateStore::open(state_dir).expect("state directory");
-        let state = store.load().expect("state loads");
-        let snapshot = compile(&state, &PORTS, None).expect("state compiles");
-        let daemon = Daemon::new(
-            store,
-            state,
-            Arc::new(SnapshotHandle::new(snapshot)),
-            Arc::new(NoStats),
-            ControllerConfig {
-                ports: PORTS.map(String::from).to_vec(),
-                service_counter_slots: 64,
-                backend_counter_slots: 256,
-                watch_buffer: 16,
-                ..ControllerConfig::default()
-            },
-        );
-        let _ = std::fs::remove_file(socket);
-        let listener = tokio::net::UnixListener::bind(socket).unwrap();
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            serve(
-                daemon,
-                ApiListeners {
-                    unix: Some(listener),
-                    tcp: None,
-                },
-                AuthConfig {
-                    tls: None,
-                    bearer_token: None,
-                },
-                stop_rx,
-            )
-            .await
-            .expect("served cleanly");
-        });
-        Sluiced {
-            socket: socket.to_path_buf(),
-            stop,
-            task,
-        }
-    }
-
-    async fn stop(self) {
-        self.stop.send_replace(true);
-        self.task.await.unwrap();
-    }
-
-    fn conn(&self) -> sluice_gateway::apply::Conn {
-        sluice_gateway::apply::connect(&Target::Unix(self.socket.clone()), &Bearer(None)).unwrap()
-    }
-
-    async fn services(&self) -> Vec<v1::Service> {
-        ServicesClient::new(self.conn())
-            .list_services(v1::ListServicesRequest { selector: None })
-            .await
-            .unwrap()
-            .into_inner()
-            .services
-    }
-}
 
 fn seed(file: &str) -> String {
     std::fs::read_to_string(format!("{}/tests/seed/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -347,26 +260,11 @@ async fn tls_and_bearer_token() {
     std::fs::write(&cert, &cert_pem).unwrap();
     std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
 
-    let store = StateStore::open(dir.path().join("state")).unwrap();
-    let state = store.load().unwrap();
-    let snapshot = compile(&state, &PORTS, None).unwrap();
-    let daemon = Daemon::new(
-        store,
-        state,
-        Arc::new(SnapshotHandle::new(snapshot)),
-        Arc::new(NoStats),
-        ControllerConfig {
-            ports: PORTS.map(String::from).to_vec(),
-            service_counter_slots: 64,
-            backend_counter_slots: 256,
-            watch_buffer: 16,
-            ..ControllerConfig::default()
-        },
-    );
+    let daemon = sluiced::daemon(&dir.path().join("state"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stop_rx) = watch::channel(false);
-    let auth = AuthConfig {
+    let auth = controlplane::server::AuthConfig {
         tls: Some(controlplane::server::TlsFiles {
             cert,
             key,
@@ -374,9 +272,9 @@ async fn tls_and_bearer_token() {
         }),
         bearer_token: Some("s3cret".into()),
     };
-    let task = tokio::spawn(serve(
+    let task = tokio::spawn(controlplane::server::serve(
         daemon,
-        ApiListeners {
+        controlplane::server::ApiListeners {
             unix: None,
             tcp: Some(listener),
         },

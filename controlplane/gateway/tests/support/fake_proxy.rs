@@ -1,5 +1,15 @@
 //! An in-memory `sluice.v1.L7` server (the API of sluice-proxy) on a Unix socket: keeps the
-//! last applied table and counts applies.
+//! last applied table and its version, which moves only when the table changes (as the real
+//! proxy's does), so tests see what the controller sent and whether it rewrote it.
+//!
+//! Why a stand-in here while sluiced is the real server: the real L7 server
+//! (`sluice_proxy::api::serve` over a `sluice_proxy::control::Control`) lives in the
+//! sluice-proxy crate (dataplane/proxy), which another engineer is still writing: its API
+//! is uncommitted and changing, so this crate's tests do not build on it yet. The real
+//! server also binds every listener port of an applied table (port 80 in these tests) in
+//! the test process. Once that crate settles, replace this file with it (`Control::new(None)`,
+//! a Unix `ApiListeners`, a free listener port). The real proxy is already exercised end to
+//! end by tests/e2e/test_gateway.py (HTTPRoute through sluiced and sluice-proxy).
 
 use sluice_proto::v1;
 use sluice_proto::v1::l7_server::{L7Server, L7};
