@@ -108,6 +108,9 @@ pub enum Command {
     Stats(StatsArgs),
     /// Version, uptime, ports and workers of the daemon.
     Status,
+    /// The HTTP/HTTPS route table of sluice-proxy (--server: the proxy's API).
+    #[command(subcommand)]
+    L7(super::l7::L7Command),
 }
 
 #[derive(Debug, Subcommand)]

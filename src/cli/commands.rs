@@ -95,6 +95,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Service(ServiceCommand::Apply(args)) => Some(apply_requests(args)?),
         _ => None,
     };
+    let l7_table = match &cli.command {
+        Command::L7(super::l7::L7Command::Apply(args)) => {
+            Some(super::l7::read_manifest(&args.file)?)
+        }
+        _ => None,
+    };
     let server = cli.global.server();
     let tls = TlsFiles {
         ca: cli.global.ca.clone(),
@@ -127,6 +133,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Conntrack(ConntrackCommand::List(args)) => list_connections(&session, args).await,
         Command::Stats(args) => stats(&session, args).await,
         Command::Status => status(&session).await,
+        Command::L7(command) => {
+            super::l7::run(
+                command,
+                l7_table,
+                session.channel.clone(),
+                &session.server,
+                session.output,
+            )
+            .await
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //!   conntrack list [--service S] [--backend ADDR[:PORT]] [--address A] [--limit N]
 //!   stats [--service S]... [--no-backends]
 //!   status
+//!   l7 get | l7 apply -f TABLE.yaml [--expected-version N]   (against sluice-proxy's API)
 //! ```
 //! The manifest schema of `service apply -f` is documented in [`manifest`]. Errors print as
 //! `error: CODE: message` on stderr and exit with 1.
@@ -23,6 +24,7 @@ mod commands;
 pub mod connect;
 pub mod duration;
 pub mod error;
+pub mod l7;
 pub mod manifest;
 pub mod render;
 pub mod table;
