@@ -9,6 +9,7 @@ use crate::proxy::Context;
 use crate::store::Store;
 use crate::table::Table;
 use crate::violations::Violations;
+use crate::workers::Workers;
 use arc_swap::ArcSwap;
 use sluice_proto::v1::RouteTable;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -78,10 +79,16 @@ pub struct Control {
 }
 
 impl Control {
+    /// Connections are served on the caller's runtime.
     pub fn new(store: Option<Store>) -> Arc<Control> {
+        Control::with_workers(store, Workers::default())
+    }
+
+    /// Connections are served on `workers`' threads.
+    pub fn with_workers(store: Option<Store>, workers: Workers) -> Arc<Control> {
         let metrics = Arc::new(Metrics::default());
         let table = Arc::new(ArcSwap::from_pointee(Table::default()));
-        let ctx = Arc::new(Context::new(table, metrics));
+        let ctx = Arc::new(Context::new(table, metrics, workers));
         Arc::new(Control {
             current: tokio::sync::Mutex::new(Current {
                 proto: RouteTable::default(),

@@ -14,7 +14,8 @@
 //! - [`proxy`]: the request path; [`upstream`]: the pooled backend client;
 //! - [`tls`]: certificates and SNI; [`listeners`]: binding/unbinding sockets, connections;
 //! - [`control`]: applying tables; [`store`]: persistence; [`api`]: gRPC; [`admin`]:
-//!   `/metrics`, `/livez`, `/readyz`; [`metrics`]: the counters.
+//!   `/metrics`, `/livez`, `/readyz`; [`metrics`]: the counters; [`workers`]: the
+//!   per-thread runtimes connections are served on.
 
 pub mod admin;
 pub mod api;
@@ -31,6 +32,7 @@ pub mod table;
 pub mod tls;
 pub mod upstream;
 pub mod violations;
+pub mod workers;
 
 #[cfg(test)]
 mod conformance_tests;

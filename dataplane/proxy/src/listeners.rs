@@ -174,43 +174,67 @@ async fn accept_loop(
         let protocol = ctx.table.load().sockets.get(&key).map(|s| s.protocol);
         let Some(protocol) = protocol else { continue };
         ctx.metrics.connections_total.fetch_add(1, Relaxed);
-        let info = Arc::new(ConnInfo {
-            socket: key,
-            peer,
-            protocol,
-        });
+        let info = Arc::new(ConnInfo::new(key, peer, protocol));
         let stop = stop.clone();
-        match protocol {
-            Protocol::Http => {
-                tokio::spawn(serve(ctx.clone(), info, stream, stop));
-            }
-            Protocol::Https => {
-                // One ServerConfig per socket: its resolver reads the table in force at each
-                // handshake, so certificates rotate without rebuilding it.
-                let acceptor = tls_acceptor
+        let tls = match protocol {
+            Protocol::Http => None,
+            // One ServerConfig per socket: its resolver reads the table in force at each
+            // handshake, so certificates rotate without rebuilding it.
+            Protocol::Https => Some(
+                tls_acceptor
                     .get_or_insert_with(|| {
                         tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
                             key,
                             ctx.table.clone(),
                         ))
                     })
-                    .clone();
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
-                        Ok(Ok(tls)) => serve(ctx, info, tls, stop).await,
-                        Ok(Err(e)) => {
-                            ctx.metrics.tls_handshake_errors.fetch_add(1, Relaxed);
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            ctx.metrics.tls_handshake_errors.fetch_add(1, Relaxed);
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                        }
-                    }
-                });
+                    .clone(),
+            ),
+        };
+        let ctx = ctx.clone();
+        match ctx.workers.next().cloned() {
+            None => {
+                tokio::spawn(connection(ctx, info, stream, tls, stop));
             }
+            // The socket moves to the worker's runtime (its reactor then polls it).
+            Some(worker) => match stream.into_std() {
+                Ok(stream) => {
+                    worker.spawn(async move {
+                        match tokio::net::TcpStream::from_std(stream) {
+                            Ok(stream) => connection(ctx, info, stream, tls, stop).await,
+                            Err(e) => {
+                                tracing::warn!(%peer, error = %e, "cannot register a connection")
+                            }
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(%peer, error = %e, "cannot hand a connection to a worker"),
+            },
+        }
+    }
+}
+
+/// One client connection: the TLS handshake if any, then HTTP.
+async fn connection(
+    ctx: Arc<Context>,
+    info: Arc<ConnInfo>,
+    stream: tokio::net::TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+) {
+    let Some(acceptor) = tls else {
+        return serve(ctx, info, stream, stop).await;
+    };
+    let peer = info.peer;
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => serve(ctx, info, tls, stop).await,
+        Ok(Err(e)) => {
+            ctx.metrics.tls_handshake_errors.fetch_add(1, Relaxed);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            ctx.metrics.tls_handshake_errors.fetch_add(1, Relaxed);
+            tracing::debug!(%peer, "TLS handshake timed out");
         }
     }
 }

@@ -6,6 +6,7 @@ use clap::Parser;
 use sluice_proxy::api::{self, ApiListeners};
 use sluice_proxy::control::Control;
 use sluice_proxy::store::Store;
+use sluice_proxy::workers::Workers;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
@@ -37,7 +38,8 @@ struct Args {
     /// On SIGTERM/SIGINT, how long open connections may take to finish their requests.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
     drain_timeout: u64,
-    /// Worker threads of the runtime (default: one per CPU).
+    /// Threads serving client connections, each with its own runtime (default: one per
+    /// CPU); the API, admin endpoint and accept loops run on one more thread.
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -54,23 +56,33 @@ fn main() {
         eprintln!("error: at least one of --api-listen and --api-socket is required");
         std::process::exit(2);
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads.max(1));
-    }
-    let runtime = match runtime.build() {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let workers = match Workers::start(threads) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: starting {threads} worker threads: {e}");
+            std::process::exit(1);
+        }
+    };
+    // The control plane: gRPC API, admin endpoint, accept loops.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
             std::process::exit(1);
         }
     };
-    let code = runtime.block_on(run(args));
+    let code = runtime.block_on(run(args, workers));
     std::process::exit(code);
 }
 
-async fn run(args: Args) -> i32 {
+async fn run(args: Args, workers: Workers) -> i32 {
     let store = match &args.state_dir {
         Some(dir) => match Store::open(dir) {
             Ok(s) => Some(s),
@@ -81,7 +93,7 @@ async fn run(args: Args) -> i32 {
         },
         None => None,
     };
-    let control = Control::new(store);
+    let control = Control::with_workers(store, workers);
     if let Err(e) = control.restore().await {
         tracing::error!("{e:#}");
         return 2;

@@ -8,10 +8,11 @@ use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::router::RequestView;
 use crate::table::{Backend, Filter, Protocol, Rule, SocketKey, Table};
 use crate::upstream::Upstream;
+use crate::workers::Workers;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::uri::Authority;
+use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -31,15 +32,18 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Counters of requests that matched no route.
     pub no_route: Arc<RouteMetrics>,
+    /// Where connections are served (none: on the runtime of the accept loop).
+    pub workers: Workers,
 }
 
 impl Context {
-    pub fn new(table: Arc<ArcSwap<Table>>, metrics: Arc<Metrics>) -> Context {
+    pub fn new(table: Arc<ArcSwap<Table>>, metrics: Arc<Metrics>, workers: Workers) -> Context {
         Context {
             table,
             upstream: Upstream::new(),
             no_route: metrics.route(NO_ROUTE),
             metrics,
+            workers,
         }
     }
 }
@@ -51,6 +55,35 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// What the client actually speaks on this connection (TLS or not).
     pub protocol: Protocol,
+    /// `X-Forwarded-For` without a prior value: the client address (formatted once per
+    /// connection, not per request).
+    xff: HeaderValue,
+    /// The start of the `Forwarded` element: `for=...;proto=...`.
+    forwarded: String,
+}
+
+impl ConnInfo {
+    pub fn new(socket: SocketKey, peer: SocketAddr, protocol: Protocol) -> ConnInfo {
+        let client = match peer.ip() {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        let node = match client {
+            IpAddr::V4(a) => a.to_string(),
+            IpAddr::V6(a) => format!("\"[{a}]\""),
+        };
+        ConnInfo {
+            socket,
+            peer,
+            protocol,
+            xff: HeaderValue::from_maybe_shared(Bytes::from(client.to_string()))
+                .expect("an IP address is a valid header value"),
+            forwarded: format!("for={node};proto={}", protocol.scheme()),
+        }
+    }
 }
 
 pub fn local_response(status: StatusCode, text: &'static str) -> Response<Body> {
@@ -86,8 +119,15 @@ async fn route<'t>(
     conn: &ConnInfo,
     request: Request<Incoming>,
 ) -> (Response<Body>, &'t RouteMetrics) {
-    let authority = request_authority(&request);
-    let host = hostname::normalize(&authority).into_owned();
+    let Some(authority_value) = request_authority(&request) else {
+        return (
+            local_response(StatusCode::BAD_REQUEST, "bad host\n"),
+            &ctx.no_route,
+        );
+    };
+    // A Host that is not visible ASCII routes (and is forwarded) as empty, as before.
+    let authority = authority_value.to_str().unwrap_or("");
+    let host = hostname::normalize(authority);
     let decision = decide(
         table,
         conn.socket,
@@ -141,20 +181,23 @@ async fn route<'t>(
     };
     let metrics = &*rule.route.metrics;
     let (mut parts, body) = request.into_parts();
-    let uri = Uri::builder().scheme("http").authority(endpoint.clone());
+    // Origin-form to the backend (the endpoint is the connection, not part of the URI).
     let uri = match path_and_query {
-        Some(pq) => uri.path_and_query(pq),
-        None => uri.path_and_query(
+        Some(pq) => Uri::try_from(pq).ok(),
+        None if parts.uri.scheme().is_none() && parts.uri.authority().is_none() => {
+            Some(std::mem::take(&mut parts.uri))
+        }
+        None => Some(Uri::from(
             parts
                 .uri
                 .path_and_query()
-                .map(|pq| pq.as_str())
-                .unwrap_or("/"),
-        ),
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        )),
     };
-    parts.uri = match uri.build() {
-        Ok(uri) => uri,
-        Err(_) => {
+    parts.uri = match uri {
+        Some(uri) => uri,
+        None => {
             return (
                 local_response(StatusCode::BAD_REQUEST, "bad request target\n"),
                 metrics,
@@ -169,17 +212,10 @@ async fn route<'t>(
     }
     let host_value = match new_host {
         Some(h) => h,
-        None => match HeaderValue::from_str(&authority) {
-            Ok(h) => h,
-            Err(_) => {
-                return (
-                    local_response(StatusCode::BAD_REQUEST, "bad host\n"),
-                    metrics,
-                )
-            }
-        },
+        None if authority.is_empty() => HeaderValue::from_static(""),
+        None => authority_value.clone(),
     };
-    forwarded_headers(&mut parts.headers, conn, &authority);
+    forwarded_headers(&mut parts.headers, conn, authority, &authority_value);
     parts.headers.insert(header::HOST, host_value);
     request_header_filters(rule, backend, &mut parts.headers);
 
@@ -187,7 +223,9 @@ async fn route<'t>(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let upstream = ctx.upstream.send(Request::from_parts(parts, body));
+    let upstream = ctx
+        .upstream
+        .send(endpoint, Request::from_parts(parts, body));
     let result = match timeout {
         Some(t) => tokio::time::timeout(t, upstream).await.map_err(|_| t),
         None => Ok(upstream.await),
@@ -215,23 +253,35 @@ async fn route<'t>(
             );
         }
     };
-    let (mut parts, body) = response.into_parts();
+    let (mut parts, mut body) = response.into_parts();
+    if let Err(e) = body.prefetch().await {
+        ctx.metrics
+            .upstream_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!(backend = %backend.name, %endpoint, error = %e, "upstream response body failed");
+        return (
+            local_response(StatusCode::BAD_GATEWAY, "upstream request failed\n"),
+            metrics,
+        );
+    }
     strip_hop_by_hop(&mut parts.headers);
     parts.version = downstream_version;
     response_header_filters(rule, backend, &mut parts.headers);
     (Response::from_parts(parts, body.boxed()), metrics)
 }
 
-/// The request's authority: `:authority` (HTTP/2, absolute-form) or the Host header.
-fn request_authority<B>(request: &Request<B>) -> String {
+/// The request's authority: `:authority` (HTTP/2, absolute-form) or the Host header (a
+/// cheap reference-counted copy of the parsed value); `None`: not a valid header value.
+fn request_authority<B>(request: &Request<B>) -> Option<HeaderValue> {
     match request.uri().authority() {
-        Some(a) => a.as_str().to_string(),
-        None => request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => Some(
+            request
+                .headers()
+                .get(header::HOST)
+                .cloned()
+                .unwrap_or_else(|| HeaderValue::from_static("")),
+        ),
     }
 }
 
@@ -401,47 +451,53 @@ fn join_cookies(headers: &mut HeaderMap) {
 }
 
 /// X-Forwarded-For (appended), X-Forwarded-Proto, X-Forwarded-Host and RFC 7239 Forwarded.
-pub fn forwarded_headers(headers: &mut HeaderMap, conn: &ConnInfo, authority: &str) {
-    let client = conn.peer.ip();
-    let client = match client {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(client),
-        v4 => v4,
-    };
+/// `authority` is the request's authority and `authority_value` the same as a header value.
+pub fn forwarded_headers(
+    headers: &mut HeaderMap,
+    conn: &ConnInfo,
+    authority: &str,
+    authority_value: &HeaderValue,
+) {
     let xff_name = HeaderName::from_static("x-forwarded-for");
     let xff = match headers.get(&xff_name).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {client}"),
-        None => client.to_string(),
+        Some(prior) => {
+            let client = conn.xff.to_str().unwrap_or("");
+            HeaderValue::from_maybe_shared(Bytes::from(format!("{prior}, {client}"))).ok()
+        }
+        None => Some(conn.xff.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         headers.insert(xff_name, v);
     }
-    let proto = conn.protocol.scheme();
     headers.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(proto),
+        HeaderValue::from_static(conn.protocol.scheme()),
     );
-    if let Ok(v) = HeaderValue::from_str(authority) {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), v);
-    }
-    let node = match client {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("\"[{a}]\""),
+    let forwarded_host = if authority.is_empty() {
+        HeaderValue::from_static("")
+    } else {
+        authority_value.clone()
     };
-    let mut element = format!("for={node};proto={proto}");
+    headers.insert(HeaderName::from_static("x-forwarded-host"), forwarded_host);
+    let prior = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok());
+    let mut forwarded = String::with_capacity(
+        prior.map_or(0, |p| p.len() + 2) + conn.forwarded.len() + authority.len() + 8,
+    );
+    if let Some(prior) = prior {
+        forwarded.push_str(prior);
+        forwarded.push_str(", ");
+    }
+    forwarded.push_str(&conn.forwarded);
     if !authority.is_empty()
         && authority
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
     {
-        element.push_str(";host=\"");
-        element.push_str(authority);
-        element.push('"');
+        forwarded.push_str(";host=\"");
+        forwarded.push_str(authority);
+        forwarded.push('"');
     }
-    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {element}"),
-        None => element,
-    };
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(forwarded)) {
         headers.insert(header::FORWARDED, v);
     }
 }

@@ -730,3 +730,114 @@ impl tower_service::Service<http::Uri> for UnixConnect {
         Box::pin(async move { Ok(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) })
     }
 }
+
+/// A backend that counts its connections; `/close` answers with `Connection: close`,
+/// `/empty` with 204 and no body, anything else with "hello".
+async fn counting_backend() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"hello")));
+                    match req.uri().path() {
+                        "/close" => {
+                            resp.headers_mut()
+                                .insert("connection", "close".parse().unwrap());
+                        }
+                        "/empty" => {
+                            *resp.body_mut() = Full::new(Bytes::new());
+                            *resp.status_mut() = StatusCode::NO_CONTENT;
+                        }
+                        _ => {}
+                    }
+                    Ok::<_, std::convert::Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_connections_are_reused_and_replaced_when_the_backend_closes_them() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (b, accepted) = counting_backend().await;
+    let port = free_port();
+    let control = Control::new(None);
+    apply(
+        &control,
+        v1::RouteTable {
+            listeners: vec![http_listener("gw/http", port)],
+            routes: vec![simple_route("pool", &["gw/http"], &[], backend("b", b))],
+            certificates: vec![],
+        },
+    )
+    .await;
+    // Sequential requests (each on a new client connection) share one backend connection,
+    // also after a response without a body.
+    for path in ["/a", "/empty", "/b", "/empty", "/c"] {
+        let answer = get(port, "pool.example", path).await;
+        let expected = if path == "/empty" { "" } else { "hello" };
+        assert_eq!(answer.body, expected, "{path}");
+    }
+    assert_eq!(accepted.load(SeqCst), 1);
+    // The backend closes the connection after this answer: the next request gets a new one.
+    let answer = get(port, "pool.example", "/close").await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "hello")
+    );
+    assert!(answer
+        .headers
+        .get("connection")
+        .is_none_or(|v| v != "close"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answer = get(port, "pool.example", "/d").await;
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, "hello")
+    );
+    assert_eq!(accepted.load(SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_handed_to_worker_threads_are_served() {
+    let b = echo_backend("one").await;
+    let port = free_port();
+    let workers = sluice_proxy::workers::Workers::start(2).unwrap();
+    let control = Control::with_workers(None, workers);
+    apply(
+        &control,
+        v1::RouteTable {
+            listeners: vec![http_listener("gw/http", port)],
+            routes: vec![simple_route("w", &["gw/http"], &[], backend("one", b))],
+            certificates: vec![],
+        },
+    )
+    .await;
+    for path in ["/a", "/b", "/c"] {
+        let answer = get(port, "w.example", path).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert!(
+            answer
+                .body
+                .starts_with(&format!("backend one\nGET {path} HTTP/1.1\n")),
+            "{}",
+            answer.body
+        );
+    }
+    let metrics = control.metrics().render();
+    assert!(
+        metrics.contains("sluice_proxy_requests_total{route=\"w\",code=\"200\"} 3\n"),
+        "{metrics}"
+    );
+}
