@@ -494,6 +494,78 @@ fn bench_snapshot_compile(c: &mut Criterion) {
     g.finish();
 }
 
+/// Route tables of `n` random IPv4 prefixes (/8 to /32, plus a default route).
+fn lpm_routes(n: usize, seed: u64) -> Vec<Route> {
+    let mut x = seed | 1;
+    let mut rand = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut routes = vec![Route {
+        prefix: Addr::from_v4([0; 4]),
+        prefix_len: 0,
+        next_hop: Some(Addr::from_v4(GATEWAY)),
+        port: 0,
+    }];
+    while routes.len() <= n {
+        let len = 8 + (rand() % 25) as u8;
+        let bits = (rand() as u32) & (u32::MAX << (32 - u32::from(len)));
+        let prefix = Addr::from_v4(bits.to_be_bytes());
+        if !routes
+            .iter()
+            .any(|r| r.prefix == prefix && r.prefix_len == len)
+        {
+            routes.push(Route {
+                prefix,
+                prefix_len: len,
+                next_hop: None,
+                port: (routes.len() % 2) as u16,
+            });
+        }
+    }
+    routes
+}
+
+/// Longest-prefix match: the snapshot's stride-8 trie against the linear scan it replaced,
+/// 1,024 random destinations per iteration.
+fn bench_lpm(c: &mut Criterion) {
+    let mut g = c.benchmark_group("lpm");
+    let dsts: Vec<Addr> = random_indices(1024, u32::MAX, 99)
+        .into_iter()
+        .map(|i| Addr::from_v4(i.to_be_bytes()))
+        .collect();
+    g.throughput(Throughput::Elements(dsts.len() as u64));
+    for n in [16usize, 256, 4096] {
+        let routes = lpm_routes(n, 0x5eed + n as u64);
+        let lpm = dataplane::route::Lpm::build(&routes);
+        g.bench_with_input(BenchmarkId::new("trie", n), &n, |b, _| {
+            b.iter(|| {
+                let mut ports = 0u32;
+                for dst in &dsts {
+                    ports += lpm.lookup(black_box(dst)).map_or(0, |r| u32::from(r.port));
+                }
+                ports
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("linear", n), &n, |b, _| {
+            b.iter(|| {
+                let mut ports = 0u32;
+                for dst in &dsts {
+                    ports += dataplane::route::lookup_linear(&routes, black_box(dst))
+                        .map_or(0, |r| u32::from(r.port));
+                }
+                ports
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("build", n), &n, |b, _| {
+            b.iter(|| dataplane::route::Lpm::build(black_box(&routes)))
+        });
+    }
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
@@ -505,6 +577,6 @@ criterion_group! {
     name = benches;
     config = config();
     targets = bench_parse, bench_established, bench_established_burst, bench_new_connection,
-        bench_maglev_build, bench_snapshot_compile
+        bench_maglev_build, bench_snapshot_compile, bench_lpm
 }
 criterion_main!(benches);

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Prints a sluiced configuration for the namespace topology of scripts/topology.sh: two
-# net_af_packet ports ("client", "backends"), the appliance's addresses on them, static
-# neighbours for the client and the backends (sluiced does not resolve neighbours by ARP yet),
-# and an SNAT pool on the backend subnet.
+# net_af_packet ports ("client", "backends"), the appliance's addresses on them (their subnets
+# are connected routes; the client and the backends are found by ARP, no static neighbours),
+# and an SNAT pool on the backend subnet. Each port has an exception path to the lb namespace's
+# kernel: taps "sl-client" and "sl-backends" with the ports' MACs and addresses (SSH, health
+# checks and other host traffic use them).
 #
 #   scripts/appliance-config.sh PREFIX WORKDIR [ADMIN_LISTEN]
 #
@@ -25,10 +27,12 @@ log_level = "notice"
 [[ports]]
 name = "client"
 device = "net_af_packet0,iface=$LB_CLIENT_IFACE"
+host_tap = "sl-client"
 
 [[ports]]
 name = "backends"
 device = "net_af_packet1,iface=$LB_BACKENDS_IFACE"
+host_tap = "sl-backends"
 
 [dataplane]
 conn_capacity = 65536
@@ -52,21 +56,7 @@ addresses = ["198.18.0.1/24"]
 [[interfaces]]
 port = "backends"
 addresses = ["198.19.0.254/24"]
-
-[[neighbours]]
-address = "198.18.0.2"
-mac = "$CLIENT_MAC"
-port = "client"
 TOML
-for i in 1 2 3; do
-  cat <<TOML
-
-[[neighbours]]
-address = "198.19.0.$i"
-mac = "$BACKENDS_MAC"
-port = "backends"
-TOML
-done
 cat <<TOML
 
 [[snat_pools]]

@@ -7,6 +7,7 @@ set -euo pipefail
 APT_PACKAGES=(
   dpdk dpdk-dev libclang-dev clang pkg-config build-essential
   iproute2 iputils-ping ethtool socat curl nginx-light python3 python3-pip python3-scapy
+  openssl wrk
 )
 
 missing=()
@@ -24,7 +25,7 @@ fi
 # The python3 first on PATH may not be Debian's (pyenv): give it what the scripts and the
 # end-to-end tests use (scapy for pcap workloads; pytest; grpcio and grpcio-tools for the
 # independent API client generated from proto/ at test time) from PyPI when it lacks them.
-PY_MODULES=(scapy:scapy pytest:pytest grpc:grpcio grpc_tools:grpcio-tools)
+PY_MODULES=(scapy:scapy pytest:pytest grpc:grpcio grpc_tools:grpcio-tools yaml:pyyaml)
 py_missing=()
 for m in "${PY_MODULES[@]}"; do
   python3 -c "import ${m%%:*}" 2>/dev/null || py_missing+=("${m##*:}")

@@ -14,11 +14,13 @@
 //! - The selection seed is the state's, fixed at its creation.
 //! - Ports are named in the state and numbered in the dataplane: `ports[i]` is the name of
 //!   DPDK port `i` in the daemon's configuration.
-//! - Interface addresses are kept in the state but not yet part of the dataplane snapshot (it
-//!   has no field for them; the appliance-networking work adds one).
+//! - Interface addresses become the snapshot's local addresses with their prefix length:
+//!   the dataplane answers ARP/ND and pings for them and derives a connected route for each
+//!   subnet (static routes of the same prefix win).
 //!
 //! Errors name the object by its key (`services["web"].backends[1]`), not by its position.
 
+use crate::health::HealthTable;
 use crate::state::{self, DesiredState};
 use dataplane::flow::{Addr, Proto};
 use dataplane::lb::Selection;
@@ -213,6 +215,7 @@ fn snapshot_config_with_keys<S: AsRef<str>>(
             local_addrs.push(LocalAddr {
                 addr: Addr::from(address.address),
                 port,
+                prefix_len: address.prefix_len,
             });
         }
     }
@@ -237,6 +240,37 @@ pub fn compile<S: AsRef<str>>(
     previous: Option<&Snapshot>,
 ) -> Result<Snapshot, CompileError> {
     let (config, keys) = snapshot_config_with_keys(state, ports)?;
+    Snapshot::compile(config, previous).map_err(|e| CompileError::Dataplane {
+        field: keys.rename(&e.field),
+        reason: e.reason,
+    })
+}
+
+/// Compiles `state` like [`compile`], with backend health: backends the checker reports DOWN
+/// take no new flows (they are compiled as draining, so their established connections drain).
+/// The generation is the state's revision, or one more than `previous`'s when that is not
+/// lower (a health change republishes the same revision): generations only grow, and a
+/// snapshot's generation is never below the revision it was compiled from.
+pub fn compile_with_health<S: AsRef<str>>(
+    state: &DesiredState,
+    ports: &[S],
+    previous: Option<&Snapshot>,
+    health: &HealthTable,
+) -> Result<Snapshot, CompileError> {
+    let (mut config, keys) = snapshot_config_with_keys(state, ports)?;
+    // `config.services` follows `state.services()` order (see `snapshot_config_with_keys`).
+    for (service, (name, stored)) in config.services.iter_mut().zip(state.services()) {
+        for (backend, spec) in service.backends.iter_mut().zip(&stored.spec.backends) {
+            if health.is_down(name, spec.endpoint()) {
+                backend.state = BackendState::Draining;
+            }
+        }
+    }
+    if let Some(previous) = previous {
+        if previous.generation() >= config.generation {
+            config.generation = previous.generation() + 1;
+        }
+    }
     Snapshot::compile(config, previous).map_err(|e| CompileError::Dataplane {
         field: keys.rename(&e.field),
         reason: e.reason,
@@ -372,6 +406,50 @@ mod tests {
         );
         assert_eq!(keys.rename("services[7].key"), "services[7].key");
         assert_eq!(keys.rename("routes[0]"), "routes[0]");
+    }
+
+    #[test]
+    fn down_backends_compile_as_draining_and_generations_grow() {
+        use crate::health::{BackendKey, HealthTable};
+        let mut state = DesiredState::with_selection_seed(42);
+        let web = service("web", 10);
+        state.apply_service(web.clone(), None).unwrap();
+        let health = HealthTable::new();
+        let first = compile_with_health(&state, &PORTS, None, &health).unwrap();
+        assert_eq!(first.generation(), state.revision());
+        let down = web.backends[0].endpoint();
+        let key = BackendKey {
+            service: "web".into(),
+            endpoint: down,
+        };
+        health.track(key.clone(), 1, 1);
+        health.record(&key, Err("connect: connection refused".into()));
+        // Same revision, republished: the next generation, the backend out of selection.
+        let second = compile_with_health(&state, &PORTS, Some(&first), &health).unwrap();
+        assert_eq!(second.generation(), first.generation() + 1);
+        let compiled = second.service(&key_of(&web)).unwrap();
+        assert_eq!(compiled.backends[0].state, BackendState::Draining);
+        assert!(!compiled.backends[0].takes_new_flows());
+        assert!(compiled.backends[1..].iter().all(|b| b.takes_new_flows()));
+        // A later state change keeps both the exclusion and growing generations.
+        let mut other = service("api", 20);
+        other.port = 8443;
+        state.apply_service(other, None).unwrap();
+        let third = compile_with_health(&state, &PORTS, Some(&second), &health).unwrap();
+        assert!(third.generation() > second.generation());
+        assert!(third.generation() >= state.revision());
+        assert_eq!(
+            third.service(&key_of(&web)).unwrap().backends[0].state,
+            BackendState::Draining
+        );
+        // Healthy again: back in selection.
+        health.record(&key, Ok(()));
+        let fourth = compile_with_health(&state, &PORTS, Some(&third), &health).unwrap();
+        assert!(fourth.service(&key_of(&web)).unwrap().backends[0].takes_new_flows());
+    }
+
+    fn key_of(spec: &state::ServiceSpec) -> ServiceKey {
+        key(spec)
     }
 
     /// 10,000 services x 8 backends through the state and the compiler (run with

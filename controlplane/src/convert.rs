@@ -198,6 +198,7 @@ pub fn neighbour_to_proto(neighbour: &Stored<NeighbourSpec>) -> v1::Neighbour {
         address: neighbour.spec.address.to_string(),
         mac: neighbour.spec.mac.to_string(),
         port: neighbour.spec.port.clone(),
+        learned: false,
         meta: Some(meta_to_proto(&neighbour.meta)),
     }
 }

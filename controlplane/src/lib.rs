@@ -20,6 +20,7 @@
 pub mod compile;
 pub mod convert;
 pub mod error;
+pub mod health;
 pub mod ipam;
 pub mod limits;
 pub mod net;

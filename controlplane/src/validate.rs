@@ -1474,6 +1474,7 @@ mod tests {
                 address: "198.18.0.2".into(),
                 mac: "01:00:5e:00:00:01".into(),
                 port: "port0".into(),
+                learned: false,
                 meta: None,
             }),
             resource_version: None,

@@ -6,7 +6,9 @@
 pub mod conntrack;
 pub mod flow;
 pub mod lb;
+pub mod neigh;
 pub mod pipeline;
+pub mod route;
 pub mod snapshot;
 pub mod wire;
 
@@ -15,3 +17,6 @@ pub mod dpdk;
 
 #[cfg(feature = "dpdk")]
 pub mod worker;
+
+#[cfg(feature = "dpdk")]
+pub mod hostpath;

@@ -23,6 +23,7 @@ pub use crate::flow::NatMode;
 use crate::flow::{Addr, FastBuildHasher, FlowKey, Proto};
 use crate::lb::maglev::{self, MaglevBackend, MaglevError, MAX_BACKENDS};
 use crate::lb::{backend_key, RoundRobinCursors, Selection, Selector};
+use crate::route::Lpm;
 use arc_swap::{ArcSwap, Cache};
 use core::fmt;
 use hashbrown::{HashMap, HashSet};
@@ -82,8 +83,8 @@ pub struct SnatPool {
     pub addrs: Vec<Addr>,
 }
 
-/// A route (placeholder: filled in by routing work later). `prefix_len` counts bits of the
-/// address family: at most 32 for IPv4, 128 for IPv6.
+/// A static route. `prefix_len` counts bits of the address family: at most 32 for IPv4, 128
+/// for IPv6. The snapshot adds a connected route for the subnet of every interface address.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Route {
     pub prefix: Addr,
@@ -93,7 +94,9 @@ pub struct Route {
     pub port: u16,
 }
 
-/// A resolved neighbour (placeholder: filled in by ARP/ND work later).
+/// A static neighbour (used instead of ARP/ND; learned ones live in
+/// [`crate::neigh::NeighbourCache`]). A static neighbour also makes its address reachable on
+/// its port when no route covers it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Neighbour {
     pub addr: Addr,
@@ -107,6 +110,9 @@ pub struct Neighbour {
 pub struct LocalAddr {
     pub addr: Addr,
     pub port: u16,
+    /// Subnet length (bits of the family): the subnet is directly reachable on `port` (a
+    /// connected route). 32 (IPv4) or 128 (IPv6) for a host address only.
+    pub prefix_len: u8,
 }
 
 /// One service as configured.
@@ -208,6 +214,10 @@ pub struct Snapshot {
     neighbours: Vec<Neighbour>,
     neighbour_by_addr: HashMap<Addr, usize, FastBuildHasher>,
     local_addrs: Vec<LocalAddr>,
+    local_set: HashSet<Addr, FastBuildHasher>,
+    /// Connected subnets and static routes (statics win over a connected route of the same
+    /// prefix).
+    lpm: Lpm,
 }
 
 impl Snapshot {
@@ -226,6 +236,7 @@ impl Snapshot {
         validate_pools(&config.snat_pools)?;
         validate_routes(&config.routes)?;
         validate_neighbours(&config.neighbours)?;
+        validate_local_addrs(&config.local_addrs)?;
 
         let mut by_key =
             HashMap::with_capacity_and_hasher(config.services.len(), FastBuildHasher::default());
@@ -280,7 +291,6 @@ impl Snapshot {
             vips,
             snat_addrs,
             snat_pools: config.snat_pools,
-            routes: config.routes,
             neighbour_by_addr: config
                 .neighbours
                 .iter()
@@ -289,6 +299,16 @@ impl Snapshot {
                 .map(|(i, n)| (n.addr, i))
                 .collect(),
             neighbours: config.neighbours,
+            local_set: config.local_addrs.iter().map(|l| l.addr).collect(),
+            lpm: Lpm::build(
+                &config
+                    .local_addrs
+                    .iter()
+                    .map(connected_route)
+                    .chain(config.routes.iter().copied())
+                    .collect::<Vec<_>>(),
+            ),
+            routes: config.routes,
             local_addrs: config.local_addrs,
         })
     }
@@ -349,6 +369,51 @@ impl Snapshot {
 
     pub fn local_addrs(&self) -> &[LocalAddr] {
         &self.local_addrs
+    }
+
+    /// Whether `addr` is an interface address of the appliance (on any port).
+    #[inline]
+    pub fn is_local_addr(&self, addr: &Addr) -> bool {
+        self.local_set.contains(addr)
+    }
+
+    /// The compiled route table (connected subnets and static routes).
+    pub fn lpm(&self) -> &Lpm {
+        &self.lpm
+    }
+
+    /// Where a packet to `dst` leaves: the port and the next hop whose MAC it needs. The most
+    /// specific route wins; without one, a static neighbour entry for `dst` itself makes it
+    /// reachable on that neighbour's port; otherwise `None` (not routable).
+    #[inline]
+    pub fn egress(&self, dst: &Addr) -> Option<(u16, Addr)> {
+        if let Some(route) = self.lpm.lookup(dst) {
+            return Some((route.port, route.next_hop.unwrap_or(*dst)));
+        }
+        self.neighbour(dst).map(|n| (n.port, *dst))
+    }
+
+    /// Our address to ask for `target` from on `port` (the sender of an ARP request or NS):
+    /// an interface address of the port whose subnet covers `target`, else any of the port's
+    /// addresses of that family, else the unspecified address.
+    pub fn source_for(&self, port: u16, target: &Addr) -> Addr {
+        let same_family = || {
+            self.local_addrs
+                .iter()
+                .filter(|l| l.port == port && l.addr.is_v4() == target.is_v4())
+        };
+        same_family()
+            .find(|l| {
+                let r = connected_route(l);
+                crate::route::lookup_linear(std::slice::from_ref(&r), target).is_some()
+            })
+            .or_else(|| same_family().next())
+            .map_or(Addr::UNSPECIFIED, |l| l.addr)
+    }
+
+    /// The VIPs and SNAT addresses (announced on every port).
+    pub fn service_addrs(&self) -> impl Iterator<Item = &Addr> {
+        self.vips.iter().chain(self.snat_addrs.iter())
     }
 
     /// The static neighbour entry for `addr`, if any.
@@ -568,6 +633,38 @@ fn validate_routes(routes: &[Route]) -> Result<(), CompileError> {
                     "address family differs from the prefix's",
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// The connected route of an interface address: its subnet, on its port.
+fn connected_route(local: &LocalAddr) -> Route {
+    let width: u8 = if local.addr.is_v4() { 32 } else { 128 };
+    let len = local.prefix_len.min(width);
+    let host_bits = u32::from(width - len);
+    let mask = if host_bits >= 128 {
+        0
+    } else {
+        u128::MAX << host_bits
+    };
+    // For IPv4 the mask keeps the IPv4-mapped prefix (host_bits <= 32).
+    Route {
+        prefix: Addr((u128::from_be_bytes(local.addr.0) & mask).to_be_bytes()),
+        prefix_len: len,
+        next_hop: None,
+        port: local.port,
+    }
+}
+
+fn validate_local_addrs(locals: &[LocalAddr]) -> Result<(), CompileError> {
+    for (i, local) in locals.iter().enumerate() {
+        let max = if local.addr.is_v4() { 32 } else { 128 };
+        if local.prefix_len > max {
+            return Err(CompileError::new(
+                format!("local_addrs[{i}].prefix_len"),
+                format_args!("must be <= {max} for {}", local.addr),
+            ));
         }
     }
     Ok(())

@@ -8,6 +8,8 @@ use crate::conntrack::Tick;
 use crate::dpdk::{
     self, lcore::StopFlag, HandoffRx, HandoffTx, MbufBurst, RxQueue, TxBuffer, TxQueue,
 };
+use crate::hostpath::HostPath;
+use crate::neigh::{self, NeighbourEvent, ParkedPackets};
 use crate::pipeline::{DropReason, PacketBuf, Verdict, Worker, WorkerCounters};
 use crate::snapshot::SnapshotReader;
 
@@ -66,6 +68,13 @@ pub struct PollingWorker {
     burst: MbufBurst,
     tx_reported: Vec<(u64, u64)>,
     last_housekeeping: Tick,
+    /// The exception path to the host kernel (taps); empty when none is configured.
+    host: HostPath,
+    /// Packets waiting for their next hop's MAC (see [`crate::neigh`]).
+    parked: ParkedPackets<dpdk::Mbuf>,
+    /// Where ARP requests, solicitations and announcements are allocated from; without it
+    /// they are not sent (resolution then only completes from others' ARP traffic).
+    mempool: Option<dpdk::Mempool>,
 }
 
 /// Why the loop returned.
@@ -101,7 +110,23 @@ impl PollingWorker {
             burst: MbufBurst::new(),
             tx_reported: vec![(0, 0); ports],
             last_housekeeping: Tick(0),
+            host: HostPath::new(),
+            parked: ParkedPackets::new(),
+            mempool: None,
         }
+    }
+
+    /// Gives this worker a mempool to build ARP requests, neighbour solicitations and
+    /// gratuitous announcements from.
+    pub fn with_mempool(mut self, mempool: dpdk::Mempool) -> PollingWorker {
+        self.mempool = Some(mempool);
+        self
+    }
+
+    /// Gives this worker the exception path to the host kernel (see [`crate::hostpath`]).
+    pub fn with_host_path(mut self, host: HostPath) -> PollingWorker {
+        self.host = host;
+        self
     }
 
     pub fn counters(&self) -> Arc<WorkerCounters> {
@@ -149,6 +174,8 @@ impl PollingWorker {
             snapshots,
             clock,
             burst,
+            host,
+            parked,
             ..
         } = self;
         let snap = snapshots.current();
@@ -186,6 +213,8 @@ impl PollingWorker {
                     tx_buffers,
                     handoff_pending,
                     handoff_tx,
+                    host,
+                    parked,
                     &counters,
                 );
             }
@@ -206,22 +235,90 @@ impl PollingWorker {
                     tx_buffers,
                     handoff_pending,
                     handoff_tx,
+                    host,
+                    parked,
                     &counters,
                 );
             }
+        }
+        if host.polls() {
+            handled += host.poll(burst, tx, tx_buffers, &counters);
         }
         flush_handoff(handoff_pending, handoff_tx, &counters);
         for (buffer, queue) in tx_buffers.iter_mut().zip(tx.iter_mut()) {
             buffer.flush(queue);
         }
+        host.flush(&counters);
         self.account_tx();
         // Aging runs once per millisecond tick, not per poll: a bounded step that keeps the
         // sweep going without touching the table on every burst.
         if now != self.last_housekeeping {
             self.last_housekeeping = now;
             self.pipeline.housekeeping(now);
+            self.neighbour_work(now);
         }
         handled
+    }
+
+    /// Sends what neighbour resolution asks for and releases or drops parked packets (once
+    /// per millisecond).
+    fn neighbour_work(&mut self, now: Tick) {
+        let PollingWorker {
+            pipeline,
+            tx,
+            tx_buffers,
+            snapshots,
+            parked,
+            mempool,
+            ..
+        } = self;
+        let counters = pipeline.counters().clone();
+        let snap = snapshots.current();
+        pipeline.neighbour_step(snap, now, |event| match event {
+            NeighbourEvent::Solicit {
+                port,
+                vlan,
+                src_mac,
+                target,
+                sender,
+                unicast,
+            } => send_built(mempool, tx, tx_buffers, &counters, port, |frame| {
+                neigh::build_solicit(frame, &src_mac, vlan, &sender, &target, unicast)
+            }),
+            NeighbourEvent::Announce {
+                port,
+                vlan,
+                src_mac,
+                addr,
+            } => send_built(mempool, tx, tx_buffers, &counters, port, |frame| {
+                neigh::build_announce(frame, &src_mac, vlan, &addr)
+            }),
+            NeighbourEvent::Release {
+                slot,
+                port,
+                dst_mac,
+                src_mac,
+            } => {
+                let p = usize::from(port);
+                for mut mbuf in parked.take(slot) {
+                    crate::pipeline::rewrite::set_macs(mbuf.data_mut(), &dst_mac, &src_mac);
+                    match (tx_buffers.get_mut(p), tx.get_mut(p)) {
+                        (Some(buffer), Some(queue)) => {
+                            counters.tx_bytes.add(PacketBuf::data(&mbuf).len() as u64);
+                            buffer.push(queue, mbuf);
+                        }
+                        _ => counters.count_drop(DropReason::NoNeighbour),
+                    }
+                }
+            }
+            NeighbourEvent::Discard { slot } => {
+                for mbuf in parked.take(slot) {
+                    counters.neighbour_queue_drops.inc();
+                    counters.count_drop(DropReason::NoNeighbour);
+                    drop(mbuf);
+                }
+            }
+        });
     }
 
     fn flush(&mut self) {
@@ -233,6 +330,7 @@ impl PollingWorker {
         for (buffer, queue) in self.tx_buffers.iter_mut().zip(self.tx.iter_mut()) {
             buffer.flush(queue);
         }
+        self.host.flush(self.pipeline.counters());
         self.account_tx();
     }
 
@@ -260,6 +358,7 @@ fn port_index_of(rx: &[RxPort], port: u16) -> u16 {
         .map_or(0, |p| p.port_index)
 }
 
+#[allow(clippy::too_many_arguments)] // the loop's parts, borrowed separately
 #[inline]
 fn dispatch(
     verdict: Verdict,
@@ -268,6 +367,8 @@ fn dispatch(
     tx_buffers: &mut [TxBuffer],
     handoff_pending: &mut [MbufBurst],
     handoff_tx: &mut [Option<HandoffTx>],
+    host: &mut HostPath,
+    parked: &mut ParkedPackets<dpdk::Mbuf>,
     counters: &WorkerCounters,
 ) {
     match verdict {
@@ -300,8 +401,45 @@ fn dispatch(
                 }
             }
         }
-        Verdict::Drop(_) => drop(mbuf),
+        Verdict::ToHost { port } => host.send(port, mbuf, counters),
+        Verdict::Park { slot } => {
+            if parked.park(slot, mbuf).is_err() {
+                counters.neighbour_queue_drops.inc();
+                counters.count_drop(DropReason::NoNeighbour);
+            }
+        }
+        Verdict::Consumed | Verdict::Drop(_) => drop(mbuf),
     }
+}
+
+/// Allocates an mbuf, lets `build` write a frame into it (the mbuf's length is trimmed to
+/// what it wrote) and queues it on `port`.
+fn send_built(
+    mempool: &Option<dpdk::Mempool>,
+    tx: &mut [TxQueue],
+    tx_buffers: &mut [TxBuffer],
+    counters: &WorkerCounters,
+    port: u16,
+    build: impl FnOnce(&mut [u8]) -> Option<usize>,
+) {
+    let p = usize::from(port);
+    let (Some(pool), Some(buffer), Some(queue)) = (mempool, tx_buffers.get_mut(p), tx.get_mut(p))
+    else {
+        return;
+    };
+    let Some(mut mbuf) = pool.alloc() else {
+        tracing::debug!(port, "no mbuf for a neighbour message");
+        return;
+    };
+    let Some(frame) = mbuf.append(neigh::MAX_FRAME_LEN as u16) else {
+        return;
+    };
+    let Some(len) = build(frame) else { return };
+    if !PacketBuf::resize(&mut mbuf, len) {
+        return;
+    }
+    counters.tx_bytes.add(len as u64);
+    buffer.push(queue, mbuf);
 }
 
 fn flush_handoff(

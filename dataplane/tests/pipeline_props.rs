@@ -218,6 +218,13 @@ fn process_one(
             prop_assert_eq!(port, ingress);
             tally.replies += 1;
         }
+        Verdict::ToHost { port } => {
+            // Unchanged, to the exception path of the port it came in on.
+            prop_assert_eq!(port, ingress);
+        }
+        // Waiting for a next hop (the harness's snapshot has static neighbours, but a mutated
+        // frame may be routed elsewhere), or learned from: neither is a drop.
+        Verdict::Park { .. } | Verdict::Consumed => {}
         Verdict::Handoff { worker } => {
             prop_assert!(!handed_over, "a handed-over packet was handed over again");
             prop_assert_eq!(usize::from(worker), 1 - at);

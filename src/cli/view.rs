@@ -294,6 +294,8 @@ pub struct WorkerStatsView {
     pub active_connections: u64,
     pub total_connections: u64,
     pub busy_ratio: f64,
+    pub to_host_packets: u64,
+    pub from_host_packets: u64,
 }
 
 impl WorkerStatsView {
@@ -311,6 +313,8 @@ impl WorkerStatsView {
             active_connections: worker.active_connections,
             total_connections: worker.total_connections,
             busy_ratio: worker.busy_ratio,
+            to_host_packets: worker.to_host_packets,
+            from_host_packets: worker.from_host_packets,
         }
     }
 }
@@ -327,6 +331,10 @@ pub struct BackendStatsView {
     pub bytes_from_backend: u64,
     pub active_connections: u64,
     pub total_connections: u64,
+    /// `unknown`, `up` or `down`.
+    pub health: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub health_message: String,
 }
 
 /// `ServiceStats`.
@@ -411,6 +419,8 @@ impl StatsView {
                             bytes_from_backend: backend.bytes_from_backend,
                             active_connections: backend.active_connections,
                             total_connections: backend.total_connections,
+                            health: super::manifest::health_name(backend.health),
+                            health_message: backend.health_message.clone(),
                         })
                         .collect(),
                 })

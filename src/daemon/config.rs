@@ -94,6 +94,12 @@ pub struct PortConfig {
     pub mtu: Option<u16>,
     #[serde(default = "yes")]
     pub promiscuous: bool,
+    /// Name of the host kernel's interface for this port (the exception path, a `net_tap`
+    /// with the port's MAC address and the port's interface addresses), e.g. "sl-client".
+    /// Unset: no exception path; traffic to the port's addresses that the dataplane does not
+    /// answer itself is dropped (`no_host_path`).
+    #[serde(default)]
+    pub host_tap: Option<String>,
 }
 
 fn default_descriptors() -> u16 {
@@ -248,6 +254,10 @@ impl Default for AdminConfig {
 pub struct InterfaceConfig {
     pub port: String,
     pub addresses: Vec<String>,
+    /// An 802.1Q VLAN sub-interface of `port` (1..=4094): its name is `PORT.VLAN` (e.g.
+    /// "backends.100"), which routes, neighbours and the API use like a port name.
+    #[serde(default)]
+    pub vlan: Option<u16>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -358,6 +368,24 @@ pub struct Args {
     pub bearer_token_file: Option<PathBuf>,
 }
 
+/// A Linux interface name that is also safe inside a DPDK device argument list: 1 to 15
+/// characters, no '/', ',', '=', ':' or whitespace.
+fn check_interface_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.len() > 15 {
+        return Err("must be 1 to 15 characters (a Linux interface name)".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| matches!(c, '/' | ',' | '=' | ':') || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!("must not contain {c:?}"));
+    }
+    if name == "." || name == ".." {
+        return Err("is not a valid interface name".into());
+    }
+    Ok(())
+}
+
 fn sluice_version() -> &'static str {
     crate::build_info::LONG_VERSION
 }
@@ -415,6 +443,7 @@ impl Config {
                         tx_descriptors: default_descriptors(),
                         mtu: None,
                         promiscuous: true,
+                        host_tap: None,
                     })
                 })
                 .collect::<Result<_>>()?;
@@ -462,6 +491,7 @@ impl Config {
             bail!("no ports configured: add [[ports]] to the configuration or --port NAME=DEVICE");
         }
         let mut names = std::collections::HashSet::new();
+        let mut taps = std::collections::HashSet::new();
         for (i, port) in self.ports.iter().enumerate() {
             controlplane::validate::check_port_name(&port.name)
                 .map_err(|e| anyhow::anyhow!("ports[{i}].name {:?}: {e}", port.name))?;
@@ -473,6 +503,33 @@ impl Config {
             }
             if port.rx_queues == Some(0) {
                 bail!("ports[{i}].rx_queues: must be at least 1");
+            }
+            if let Some(tap) = &port.host_tap {
+                check_interface_name(tap)
+                    .map_err(|e| anyhow::anyhow!("ports[{i}].host_tap {tap:?}: {e}"))?;
+                if !taps.insert(tap.as_str()) {
+                    bail!("ports[{i}].host_tap: {tap:?} is used twice");
+                }
+            }
+        }
+        let mut vlans = std::collections::HashSet::new();
+        for (i, interface) in self.interfaces.iter().enumerate() {
+            let Some(vlan) = interface.vlan else { continue };
+            if !(1..=4094).contains(&vlan) {
+                bail!("interfaces[{i}].vlan: {vlan} is not a VLAN id (1..=4094)");
+            }
+            if !names.contains(interface.port.as_str()) {
+                bail!(
+                    "interfaces[{i}].port: a VLAN sub-interface needs a physical port, and there \
+                     is no [[ports]] entry named {:?}",
+                    interface.port
+                );
+            }
+            if !vlans.insert((interface.port.as_str(), vlan)) {
+                bail!(
+                    "interfaces[{i}]: VLAN {vlan} on port {:?} is declared twice",
+                    interface.port
+                );
             }
         }
         if self.workers.count == Some(0) {
@@ -489,6 +546,15 @@ impl Config {
         self.api_tcp()?;
         self.admin_listen()?;
         Ok(())
+    }
+
+    /// `(port index, tap name)` of every port with an exception path.
+    pub fn host_taps(&self) -> Vec<(usize, String)> {
+        self.ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.host_tap.clone().map(|t| (i, t)))
+            .collect()
     }
 
     pub fn socket_mode(&self) -> Result<u32> {
@@ -516,8 +582,33 @@ impl Config {
     }
 
     /// The port names, in DPDK port index order for the snapshot.
+    /// VLAN sub-interfaces follow the physical ports (`PORT.VLAN`, in `[[interfaces]]` order).
     pub fn port_names(&self) -> Vec<String> {
-        self.ports.iter().map(|p| p.name.clone()).collect()
+        self.ports
+            .iter()
+            .map(|p| p.name.clone())
+            .chain(
+                self.vlan_ports()
+                    .into_iter()
+                    .map(|(i, vlan)| format!("{}.{vlan}", self.ports[i].name)),
+            )
+            .collect()
+    }
+
+    /// `(physical port index, VLAN id)` of every VLAN sub-interface, in `[[interfaces]]`
+    /// order (logical port `ports.len() + i` is entry `i`).
+    pub fn vlan_ports(&self) -> Vec<(usize, u16)> {
+        let mut out: Vec<(usize, u16)> = Vec::new();
+        for interface in &self.interfaces {
+            let Some(vlan) = interface.vlan else { continue };
+            let Some(i) = self.ports.iter().position(|p| p.name == interface.port) else {
+                continue;
+            };
+            if !out.contains(&(i, vlan)) {
+                out.push((i, vlan));
+            }
+        }
+        out
     }
 }
 
@@ -596,6 +687,75 @@ mod tests {
         )
         .unwrap();
         assert!(config.check().is_err());
+    }
+
+    #[test]
+    fn host_taps_are_checked() {
+        let ok = parse(
+            "[[ports]]\nname = \"a\"\ndevice = \"net_null0\"\nhost_tap = \"sl-a\"\n\
+             [[ports]]\nname = \"b\"\ndevice = \"net_null1\"\n",
+        )
+        .unwrap();
+        ok.check().unwrap();
+        assert_eq!(ok.host_taps(), [(0, "sl-a".to_owned())]);
+        for (tap, wanted) in [
+            ("", "1 to 15"),
+            ("a-very-long-interface", "1 to 15"),
+            ("sl,x", "','"),
+            ("sl x", "' '"),
+        ] {
+            let text =
+                format!("[[ports]]\nname = \"a\"\ndevice = \"net_null0\"\nhost_tap = {tap:?}");
+            let err = parse(&text).unwrap().check().unwrap_err().to_string();
+            assert!(
+                err.contains("ports[0].host_tap") && err.contains(wanted),
+                "{tap:?}: {err}"
+            );
+        }
+        let twice = parse(
+            "[[ports]]\nname = \"a\"\ndevice = \"net_null0\"\nhost_tap = \"t\"\n\
+             [[ports]]\nname = \"b\"\ndevice = \"net_null1\"\nhost_tap = \"t\"\n",
+        )
+        .unwrap();
+        let err = twice.check().unwrap_err().to_string();
+        assert!(
+            err.contains("ports[1].host_tap") && err.contains("twice"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn vlan_sub_interfaces_become_logical_ports() {
+        let ports = "[[ports]]\nname = \"client\"\ndevice = \"net_null0\"\n\
+                     [[ports]]\nname = \"backends\"\ndevice = \"net_null1\"\n";
+        let vlan = |port: &str, vlan: i64| {
+            format!("[[interfaces]]\nport = {port:?}\nvlan = {vlan}\naddresses = []\n")
+        };
+        let config = parse(&format!(
+            "{ports}{}{}",
+            vlan("backends", 100),
+            vlan("client", 7)
+        ))
+        .unwrap();
+        config.check().unwrap();
+        assert_eq!(
+            config.port_names(),
+            ["client", "backends", "backends.100", "client.7"]
+        );
+        assert_eq!(config.vlan_ports(), [(1, 100), (0, 7)]);
+        for (bad, wanted) in [
+            (vlan("backends", 0), "interfaces[0].vlan"),
+            (vlan("backends", 4095), "interfaces[0].vlan"),
+            (vlan("uplink", 5), "interfaces[0].port"),
+            (vlan("client", 5) + &vlan("client", 5), "interfaces[1]"),
+        ] {
+            let err = parse(&format!("{ports}{bad}"))
+                .unwrap()
+                .check()
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(wanted), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -109,7 +109,12 @@ pub fn open_ports(eal: &Eal, config: &Config, workers: usize) -> Result<(Mempool
         })
         .sum();
     let rings = (workers as u32) * (workers as u32).saturating_sub(1) * dp.handoff_ring_size;
-    let default_mbufs = (per_port + rings + workers as u32 * 2048 + 8192).max(16384);
+    // Each host tap holds its RX descriptors' mbufs on every queue (one queue per worker).
+    let taps = config.host_taps().len() as u32
+        * u32::from(workers_u16)
+        * u32::from(super::hostpath::TAP_DESCRIPTORS)
+        * 2;
+    let default_mbufs = (per_port + rings + taps + workers as u32 * 2048 + 8192).max(16384);
     let mbufs = dp.mbufs.unwrap_or(default_mbufs);
     let pool = Mempool::new(eal, "sluiced", mbufs, 256, dp.mbuf_size, None).with_context(|| {
         format!("creating the mbuf pool of {mbufs} mbufs (raise eal.memory_mb or lower dataplane.mbufs)")
@@ -319,6 +324,36 @@ pub fn launch_workers(
     handoff_ring_size: u32,
     stop: &StopFlag,
 ) -> Result<Vec<LaunchedWorker>> {
+    launch_workers_with_taps(
+        eal,
+        ports,
+        port_names,
+        rx_queues,
+        lcores,
+        template,
+        snapshots,
+        handoff_ring_size,
+        stop,
+        &mut [],
+    )
+}
+
+/// [`launch_workers`] with the exception path: `taps[i]` is the host tap of port `i` (`None`
+/// or missing: none), configured with one RX and one TX queue per worker. Every worker gets
+/// its TX queue on each tap; worker 0 polls all of the taps' RX queues.
+#[allow(clippy::too_many_arguments)]
+pub fn launch_workers_with_taps(
+    eal: &Eal,
+    ports: &mut [&mut Port],
+    port_names: &[String],
+    rx_queues: &[u16],
+    lcores: &[u32],
+    template: &WorkerConfig,
+    snapshots: &SnapshotHandle,
+    handoff_ring_size: u32,
+    stop: &StopFlag,
+    taps: &mut [Option<&mut Port>],
+) -> Result<Vec<LaunchedWorker>> {
     let n_workers = lcores.len();
     let mut rx: Vec<Vec<RxPort>> = (0..n_workers).map(|_| Vec::new()).collect();
     let mut rx_names: Vec<Vec<String>> = (0..n_workers).map(|_| Vec::new()).collect();
@@ -373,8 +408,16 @@ pub fn launch_workers(
         })
         .inspect_err(|_| stop.stop())
         .with_context(|| format!("creating worker {index}"))?;
+        let host = super::hostpath::worker_host_path(taps, index, n_workers)
+            .inspect_err(|_| stop.stop())?;
         let worker =
-            PollingWorker::new(pipeline, rx, tx, handoff_tx, handoff_rx, snapshots.reader());
+            PollingWorker::new(pipeline, rx, tx, handoff_tx, handoff_rx, snapshots.reader())
+                .with_host_path(host);
+        // ARP requests, solicitations and announcements come from the ports' pool.
+        let worker = match ports.first().and_then(|p| p.mempool()) {
+            Some(pool) => worker.with_mempool(pool),
+            None => worker,
+        };
         let counters = worker.counters();
         let live = Arc::new(WorkerLive::default());
         live.running.store(true, Ordering::Release);

@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod config;
 pub mod engine;
+pub mod hostpath;
 pub mod stats;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -74,7 +75,10 @@ pub fn apply_declared(config: &Config, state: &mut DesiredState) -> Result<()> {
     for (i, interface) in config.interfaces.iter().enumerate() {
         let request = v1::ApplyInterfaceRequest {
             interface: Some(v1::Interface {
-                port: interface.port.clone(),
+                port: match interface.vlan {
+                    Some(vlan) => format!("{}.{vlan}", interface.port),
+                    None => interface.port.clone(),
+                },
                 addresses: interface.addresses.clone(),
                 meta: None,
             }),
@@ -108,6 +112,7 @@ pub fn apply_declared(config: &Config, state: &mut DesiredState) -> Result<()> {
                 address: neighbour.address.clone(),
                 mac: neighbour.mac.clone(),
                 port: neighbour.port.clone(),
+                learned: false,
                 meta: None,
             }),
             resource_version: None,
@@ -195,6 +200,10 @@ fn run_with_eal(
     let lcores = engine::worker_lcores(eal, config)?;
     let (pool, mut open_ports) = engine::open_ports(eal, config, lcores.len())?;
     let ports = config.port_names();
+    // The exception path: a tap per port that asks for one, with the port's MAC.
+    let mut taps = hostpath::open_taps(eal, config, &open_ports, lcores.len(), &pool)?;
+    let mut address_sync = hostpath::AddressSync::new(&taps);
+    address_sync.sync(&state);
 
     // 4. Publish, then start the workers.
     let generation = snapshot.generation();
@@ -208,6 +217,14 @@ fn run_with_eal(
         snat_last_port,
         midstream_pickup: config.dataplane.midstream_pickup,
         port_macs: open_ports.iter().map(|p| p.info.mac).collect(),
+        vlan_ports: config
+            .vlan_ports()
+            .into_iter()
+            .map(|(port, vlan)| dataplane::pipeline::vlan::VlanPort {
+                port: port as u16,
+                vlan,
+            })
+            .collect(),
         service_counter_slots: config.dataplane.service_counter_slots,
         backend_counter_slots: config.dataplane.backend_counter_slots,
         ..WorkerConfig::default()
@@ -216,7 +233,13 @@ fn run_with_eal(
     let stop = StopFlag::new();
     let workers = {
         let mut port_refs: Vec<&mut Port> = open_ports.iter_mut().map(|p| &mut p.port).collect();
-        engine::launch_workers(
+        let mut tap_refs: Vec<Option<&mut Port>> = (0..port_refs.len()).map(|_| None).collect();
+        for tap in &mut taps {
+            if let Some(slot) = tap_refs.get_mut(tap.port_index) {
+                *slot = Some(&mut tap.port);
+            }
+        }
+        engine::launch_workers_with_taps(
             eal,
             &mut port_refs,
             &ports,
@@ -226,6 +249,7 @@ fn run_with_eal(
             &snapshots,
             config.dataplane.handoff_ring_size,
             &stop,
+            &mut tap_refs,
         )?
     };
 
@@ -247,6 +271,7 @@ fn run_with_eal(
         .unzip();
     let source = Arc::new(stats::DaemonStats {
         workers: stats,
+        neighbours: Arc::clone(&template.neighbours),
         ports: open_ports
             .into_iter()
             .map(|p| stats::PortEntry {
@@ -276,7 +301,7 @@ fn run_with_eal(
         },
     );
     let readiness = Arc::new(admin::Readiness::default());
-    let served = serve_api(config, &controller, &readiness, token);
+    let served = serve_api(config, &controller, &readiness, token, address_sync);
 
     // Shutdown (also after an API start-up failure: the workers run and must stop).
     readiness.set_stopping();
@@ -300,6 +325,8 @@ fn run_with_eal(
     }
     // The controller holds the stats source, which holds the ports: dropping it closes them.
     drop(controller);
+    // Closing a tap removes its kernel interface.
+    drop(taps);
     let in_use = pool.in_use();
     if in_use == 0 {
         tracing::info!("mempool in use after shutdown: {in_use}");
@@ -320,6 +347,7 @@ fn serve_api(
     controller: &Controller,
     readiness: &Arc<admin::Readiness>,
     token: Option<String>,
+    address_sync: hostpath::AddressSync,
 ) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -361,6 +389,18 @@ fn serve_api(
             ),
             None => None,
         };
+        // Backend health checks, and the taps' kernel addresses following the interfaces.
+        let checker = tokio::spawn(controlplane::health::checker::run(
+            controller.clone(),
+            shutdown_rx.clone(),
+        ));
+        let addresses = (!address_sync.is_empty()).then(|| {
+            tokio::spawn(hostpath::follow_interfaces(
+                controller.clone(),
+                address_sync,
+                shutdown_rx.clone(),
+            ))
+        });
         let mut server = tokio::spawn(server::serve(
             controller.clone(),
             listeners,
@@ -392,6 +432,10 @@ fn serve_api(
         };
         if let Some(admin) = admin {
             admin.stop();
+        }
+        let _ = checker.await;
+        if let Some(addresses) = addresses {
+            let _ = addresses.await;
         }
         if let Some(path) = config.api_socket() {
             let _ = std::fs::remove_file(path);

@@ -41,9 +41,23 @@ pub struct PortEntry {
 pub struct DaemonStats {
     pub workers: Vec<WorkerEntry>,
     pub ports: Vec<PortEntry>,
+    /// The neighbour cache the workers share (learned ARP/ND bindings).
+    pub neighbours: Arc<dataplane::neigh::NeighbourCache>,
 }
 
 impl StatsSource for DaemonStats {
+    fn learned_neighbours(&self) -> Vec<controlplane::server::LearnedNeighbour> {
+        self.neighbours
+            .bindings()
+            .into_iter()
+            .map(|b| controlplane::server::LearnedNeighbour {
+                address: b.addr.to_ip(),
+                mac: b.mac,
+                port: b.port,
+            })
+            .collect()
+    }
+
     fn workers(&self) -> Vec<WorkerView> {
         self.workers
             .iter()

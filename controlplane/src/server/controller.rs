@@ -3,8 +3,9 @@
 //! [`crate::server`] for the change recipe.
 
 use super::stats::{BackendSums, Baselines, ServiceSums, StatsSource, WorkerView};
-use crate::compile::{compile, CompileError};
+use crate::compile::{compile_with_health, CompileError};
 use crate::error::{ApiError, Violations};
+use crate::health::HealthTable;
 use crate::state::{DesiredState, StoredService};
 use crate::store::StateStore;
 use arc_swap::ArcSwap;
@@ -85,6 +86,8 @@ pub(crate) struct Inner {
     pub(crate) config: ControllerConfig,
     pub(crate) started_at: SystemTime,
     pub(crate) started: Instant,
+    /// Backend health from the checker: DOWN backends are compiled out of selection.
+    health: Arc<HealthTable>,
 }
 
 impl Controller {
@@ -113,6 +116,7 @@ impl Controller {
                 config,
                 started_at: SystemTime::now(),
                 started: Instant::now(),
+                health: Arc::new(HealthTable::new()),
             }),
         }
     }
@@ -125,6 +129,34 @@ impl Controller {
     /// The generation of the snapshot the workers run.
     pub fn snapshot_generation(&self) -> u64 {
         self.inner.snapshots.load().generation()
+    }
+
+    /// Backend health as the checker ([`crate::health::checker`]) reports it.
+    pub fn health(&self) -> &Arc<HealthTable> {
+        &self.inner.health
+    }
+
+    /// Recompiles the current state with the current backend health and publishes it (the
+    /// same revision, the next generation): called after health transitions.
+    pub async fn republish_health(&self) -> Result<u64, Status> {
+        let guard = self.inner.state.lock().await;
+        let state = Arc::clone(&guard);
+        let inner = Arc::clone(&self.inner);
+        let snapshot = tokio::task::spawn_blocking(move || {
+            let previous = inner.snapshots.load();
+            compile_with_health(&state, &inner.config.ports, Some(&previous), &inner.health)
+                .map_err(compile_status)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("health republish: worker thread failed: {e}")))??;
+        let generation = snapshot.generation();
+        self.inner
+            .snapshots
+            .publish(snapshot)
+            .map_err(|e| Status::internal(format!("publishing the snapshot: {e}")))?;
+        // The state lock is held until here, so no change publishes in between.
+        drop(guard);
+        Ok(generation)
     }
 
     pub fn stats_source(&self) -> &Arc<dyn StatsSource> {
@@ -193,7 +225,8 @@ impl Controller {
             inner.check_capacity(&next)?;
             let previous = inner.snapshots.load();
             let snapshot =
-                compile(&next, &inner.config.ports, Some(&previous)).map_err(compile_status)?;
+                compile_with_health(&next, &inner.config.ports, Some(&previous), &inner.health)
+                    .map_err(compile_status)?;
             inner.store.save(&next).map_err(|e| {
                 tracing::error!(error = %e, "persisting the desired state failed");
                 Status::internal(format!("the change was not applied: {e}"))

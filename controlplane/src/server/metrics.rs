@@ -184,7 +184,7 @@ pub fn render(controller: &Controller, ready: bool) -> String {
 
     // Workers.
     type WorkerField = fn(&super::stats::WorkerView) -> u64;
-    let worker_fields: [(&str, &str, &str, WorkerField); 10] = [
+    let worker_fields: [(&str, &str, &str, WorkerField); 17] = [
         (
             "sluice_worker_rx_packets_total",
             "counter",
@@ -244,6 +244,48 @@ pub fn render(controller: &Controller, ready: bool) -> String {
             "gauge",
             "Snapshot generation the worker last loaded.",
             |w| w.counters.snapshot_generation.get(),
+        ),
+        (
+            "sluice_worker_arp_requests_sent_total",
+            "counter",
+            "ARP requests and IPv6 neighbour solicitations sent (resolution and refresh).",
+            |w| w.counters.arp_requests_sent.get(),
+        ),
+        (
+            "sluice_worker_neighbour_replies_total",
+            "counter",
+            "ARP replies and neighbour advertisements learned from.",
+            |w| w.counters.neighbour_replies.get(),
+        ),
+        (
+            "sluice_worker_neighbours_resolved_total",
+            "counter",
+            "Next hops resolved while packets waited for them.",
+            |w| w.counters.neighbours_resolved.get(),
+        ),
+        (
+            "sluice_worker_neighbour_queue_drops_total",
+            "counter",
+            "Packets dropped while waiting for a next hop (queue full or no answer).",
+            |w| w.counters.neighbour_queue_drops.get(),
+        ),
+        (
+            "sluice_worker_neighbours_expired_total",
+            "counter",
+            "Learned neighbours removed after they were not confirmed in time.",
+            |w| w.counters.neighbours_expired.get(),
+        ),
+        (
+            "sluice_worker_announcements_sent_total",
+            "counter",
+            "Gratuitous ARPs and unsolicited neighbour advertisements sent.",
+            |w| w.counters.announcements_sent.get(),
+        ),
+        (
+            "sluice_worker_icmp_errors_translated_total",
+            "counter",
+            "ICMP errors about NATed connections translated to the other side.",
+            |w| w.counters.icmp_errors_translated.get(),
         ),
     ];
     for (name, kind, help, field) in worker_fields {
@@ -450,7 +492,89 @@ pub fn render(controller: &Controller, ready: bool) -> String {
             );
         }
     }
+    render_health(&mut out, controller, &services, &labels);
+    render_host_path(&mut out, &workers);
     out
+}
+
+/// The exception path's counters per worker (its drops are in `sluice_drops_total`:
+/// `no_host_path`, `host_path_full`).
+fn render_host_path(out: &mut String, workers: &[super::stats::WorkerView]) {
+    type Field = fn(&super::stats::WorkerView) -> u64;
+    let fields: [(&str, &str, Field); 2] = [
+        (
+            "sluice_worker_to_host_packets_total",
+            "Packets passed to the host kernel through the exception path (taps).",
+            |w| w.counters.to_host.get(),
+        ),
+        (
+            "sluice_worker_from_host_packets_total",
+            "Packets the host kernel sent through the taps, forwarded out of the ports.",
+            |w| w.counters.from_host.get(),
+        ),
+    ];
+    for (name, help, field) in fields {
+        let mut f = Family::new(out, name, "counter", help);
+        for worker in workers {
+            let (index, lcore) = (worker.index.to_string(), worker.lcore.to_string());
+            f.sample(
+                name,
+                &[("worker", &index), ("lcore", &lcore)],
+                field(worker),
+            );
+        }
+    }
+}
+
+/// Health of the checked backends: `sluice_backend_health` (0 unknown, 1 up, 2 down, as
+/// `BackendHealth` in the API) and the checker's counters.
+fn render_health(
+    out: &mut String,
+    controller: &Controller,
+    services: &[&crate::state::StoredService],
+    labels: &[Vec<String>],
+) {
+    use crate::health::Health;
+    let mut checked = Vec::new();
+    for (service, labels) in services.iter().zip(labels) {
+        for (spec, backend) in service.spec.backends.iter().zip(labels) {
+            if let Some(h) = controller.health().get(&service.spec.name, spec.endpoint()) {
+                checked.push((service.spec.name.as_str(), backend.as_str(), h));
+            }
+        }
+    }
+    let families: [(&str, &str, &str); 3] = [
+        (
+            "sluice_backend_health",
+            "gauge",
+            "Health-check state of the backend: 0 unknown, 1 up, 2 down (down: no new connections).",
+        ),
+        (
+            "sluice_backend_health_checks_total",
+            "counter",
+            "Health checks run against the backend.",
+        ),
+        (
+            "sluice_backend_health_check_failures_total",
+            "counter",
+            "Health checks of the backend that failed.",
+        ),
+    ];
+    for (i, (name, kind, help)) in families.into_iter().enumerate() {
+        let mut f = Family::new(out, name, kind, help);
+        for (service, backend, h) in &checked {
+            let value = match i {
+                0 => match h.health {
+                    Health::Unknown => 0,
+                    Health::Up => 1,
+                    Health::Down => 2,
+                },
+                1 => h.checks,
+                _ => h.failures,
+            };
+            f.sample(name, &[("service", service), ("backend", backend)], value);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -33,7 +33,8 @@ mod stats;
 pub use controller::{BuildInfo, Controller, ControllerConfig};
 pub use serve::{serve, ApiListeners, AuthConfig, ServeError, TlsFiles};
 pub use stats::{
-    ConnectionQuery, ConnectionRecord, LinkView, PortCounters, PortView, StatsSource, WorkerView,
+    ConnectionQuery, ConnectionRecord, LearnedNeighbour, LinkView, PortCounters, PortView,
+    StatsSource, WorkerView,
 };
 
 #[cfg(test)]

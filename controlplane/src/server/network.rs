@@ -156,10 +156,29 @@ impl Network for NetworkApi {
         _request: Request<v1::ListNeighboursRequest>,
     ) -> Result<Response<v1::ListNeighboursResponse>, Status> {
         let state = self.controller.state();
+        let ports = &self.controller.config().ports;
+        let mut learned = self.controller.stats_source().learned_neighbours();
+        learned.sort_by_key(|n| (n.port, n.address));
+        let learned = learned.into_iter().map(|n| v1::Neighbour {
+            address: n.address.to_string(),
+            mac: n
+                .mac
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+            port: ports
+                .get(usize::from(n.port))
+                .cloned()
+                .unwrap_or_else(|| n.port.to_string()),
+            learned: true,
+            meta: None,
+        });
         Ok(Response::new(v1::ListNeighboursResponse {
             neighbours: state
                 .neighbours()
                 .map(convert::neighbour_to_proto)
+                .chain(learned)
                 .collect(),
         }))
     }

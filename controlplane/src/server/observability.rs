@@ -61,6 +61,8 @@ pub(crate) fn worker_stats(worker: &WorkerView) -> v1::WorkerStats {
         active_connections: c.active_connections.get(),
         total_connections: c.new_connections.get(),
         busy_ratio: worker.busy_ratio,
+        to_host_packets: c.to_host.get(),
+        from_host_packets: c.from_host.get(),
     }
 }
 
@@ -127,6 +129,7 @@ impl ObservabilityApi {
                     bytes_from_backend: b.bytes_from,
                     active_connections: b.active(),
                     total_connections: b.new_connections,
+                    ..backend_health(&self.controller, &stored.spec.name, spec.endpoint())
                 });
             }
         }
@@ -412,5 +415,27 @@ pub(crate) fn protocol_label(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::Tcp => "tcp",
         Protocol::Udp => "udp",
+    }
+}
+
+/// The health fields of a backend's stats (defaults when it is not checked).
+fn backend_health(
+    controller: &Controller,
+    service: &str,
+    endpoint: crate::state::Endpoint,
+) -> v1::BackendStats {
+    use crate::health::Health;
+    let Some(h) = controller.health().get(service, endpoint) else {
+        return v1::BackendStats::default();
+    };
+    let health = match h.health {
+        Health::Unknown => v1::BackendHealth::Unknown,
+        Health::Up => v1::BackendHealth::Up,
+        Health::Down => v1::BackendHealth::Down,
+    };
+    v1::BackendStats {
+        health: health.into(),
+        health_message: h.message,
+        ..v1::BackendStats::default()
     }
 }

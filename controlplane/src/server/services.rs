@@ -3,6 +3,7 @@
 use super::controller::{Controller, WatchBatch};
 use super::stats::WorkerView;
 use crate::convert;
+use crate::health::Health;
 use crate::state::{BackendState, LabelSelector, StoredService};
 use crate::validate;
 use sluice_proto::v1;
@@ -39,14 +40,26 @@ pub(crate) fn service_with_status(
         .zip(&stored.backend_ids)
     {
         let sums = controller.backend_counters(workers, slot);
-        if spec.state == BackendState::Active && spec.weight > 0 {
+        let health = controller.health().get(&stored.spec.name, spec.endpoint());
+        let down = health.as_ref().is_some_and(|h| h.health == Health::Down);
+        if spec.state == BackendState::Active && spec.weight > 0 && !down {
             eligible += 1;
         }
         active += sums.active();
+        let (health, health_message) = match health {
+            None => (v1::BackendHealth::Unknown, String::new()),
+            Some(h) => (
+                match h.health {
+                    Health::Unknown => v1::BackendHealth::Unknown,
+                    Health::Up => v1::BackendHealth::Up,
+                    Health::Down => v1::BackendHealth::Down,
+                },
+                h.message,
+            ),
+        };
         proto.status = Some(v1::BackendStatus {
-            // No health checker runs yet: every backend's health is UNKNOWN (eligible).
-            health: v1::BackendHealth::Unknown.into(),
-            health_message: String::new(),
+            health: health.into(),
+            health_message,
             active_connections: sums.active(),
             total_connections: sums.new_connections,
             packets_to_backend: sums.packets.saturating_sub(sums.packets_from),

@@ -124,8 +124,22 @@ pub struct ConnectionRecord {
     pub bytes: u64,
 }
 
+/// A neighbour binding the dataplane learned (ARP / neighbour discovery).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LearnedNeighbour {
+    pub address: core::net::IpAddr,
+    pub mac: [u8; 6],
+    /// DPDK port index (`ports[i]` of the configuration).
+    pub port: u16,
+}
+
 /// Live data of the running appliance.
 pub trait StatsSource: Send + Sync + 'static {
+    /// Neighbour bindings the dataplane learned (none by default).
+    fn learned_neighbours(&self) -> Vec<LearnedNeighbour> {
+        Vec::new()
+    }
+
     /// Every worker, by index.
     fn workers(&self) -> Vec<WorkerView>;
 

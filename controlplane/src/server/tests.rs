@@ -656,6 +656,7 @@ async fn restart_restores_state_and_pools_network_round_trip() {
                 address: "198.18.1.254".into(),
                 mac: "02:00:00:00:01:fe".into(),
                 port: "port1".into(),
+                learned: false,
                 meta: None,
             }),
             resource_version: None,

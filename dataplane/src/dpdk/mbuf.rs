@@ -200,4 +200,13 @@ impl crate::pipeline::PacketBuf for Mbuf {
             None => false,
         }
     }
+
+    /// Uses the headroom (no copy of the packet).
+    fn push_front(&mut self, n: usize) -> bool {
+        u16::try_from(n).is_ok_and(|n| self.prepend(n).is_some())
+    }
+
+    fn pop_front(&mut self, n: usize) -> bool {
+        u16::try_from(n).is_ok_and(|n| self.adj(n))
+    }
 }

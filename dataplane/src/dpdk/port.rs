@@ -310,6 +310,16 @@ impl Port {
         &self.shared.name
     }
 
+    /// The mempool the port's RX queues were configured with (after [`Port::configure`]):
+    /// workers allocate the frames they originate (ARP requests, announcements) from it.
+    pub fn mempool(&self) -> Option<Mempool> {
+        self.shared
+            .pools
+            .lock()
+            .ok()
+            .and_then(|pools| pools.first().cloned())
+    }
+
     /// Configures queues and offloads from the device's capabilities and sets up every RX
     /// queue on `pool`. The port must not be started.
     pub fn configure(&mut self, cfg: &PortConfig, pool: &Mempool) -> Result<PortInfo> {

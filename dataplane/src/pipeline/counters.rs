@@ -100,8 +100,31 @@ pub struct WorkerCounters {
     pub echo_replies: Counter,
     /// ARP replies sent for the appliance's VIPs.
     pub arp_replies: Counter,
+    /// ARP requests and neighbour solicitations sent (resolution, retries and refreshes).
+    pub arp_requests_sent: Counter,
+    /// ARP replies and neighbour advertisements received and learned from.
+    pub neighbour_replies: Counter,
+    /// Next hops resolved with packets waiting for them (released in order).
+    pub neighbours_resolved: Counter,
+    /// Packets that waited for a next hop and were dropped: its queue was full, or it never
+    /// answered (also counted as the `no_neighbour` drop reason).
+    pub neighbour_queue_drops: Counter,
+    /// Learned bindings removed after they were not confirmed in time (worker 0 sweeps).
+    pub neighbours_expired: Counter,
+    /// Gratuitous ARPs and unsolicited neighbour advertisements sent for new addresses.
+    pub announcements_sent: Counter,
+    /// ICMP errors about NATed connections translated and sent on to the other side.
+    pub icmp_errors_translated: Counter,
+    /// First fragments of load-balanced flows whose translation was recorded.
+    pub fragments_tracked: Counter,
+    /// Later fragments translated like their first fragment.
+    pub fragments_forwarded: Counter,
     /// Snapshot generation the worker last picked up.
     pub snapshot_generation: Counter,
+    /// Packets passed to the host kernel through a port's exception path (tap).
+    pub to_host: Counter,
+    /// Packets the host kernel sent through a tap, forwarded out of the port unchanged.
+    pub from_host: Counter,
     drops: [Counter; DropReason::COUNT],
     services: Box<[ServiceCounters]>,
     backends: Box<[BackendCounters]>,
@@ -123,7 +146,18 @@ impl WorkerCounters {
             rejects_sent: Counter::default(),
             echo_replies: Counter::default(),
             arp_replies: Counter::default(),
+            arp_requests_sent: Counter::default(),
+            neighbour_replies: Counter::default(),
+            neighbours_resolved: Counter::default(),
+            neighbour_queue_drops: Counter::default(),
+            neighbours_expired: Counter::default(),
+            announcements_sent: Counter::default(),
+            icmp_errors_translated: Counter::default(),
+            fragments_tracked: Counter::default(),
+            fragments_forwarded: Counter::default(),
             snapshot_generation: Counter::default(),
+            to_host: Counter::default(),
+            from_host: Counter::default(),
             drops: std::array::from_fn(|_| Counter::default()),
             services: (0..services).map(|_| ServiceCounters::default()).collect(),
             backends: (0..backends).map(|_| BackendCounters::default()).collect(),

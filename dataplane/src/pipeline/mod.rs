@@ -7,8 +7,12 @@
 //! bounds-checked (a malformed packet is dropped and counted).
 
 pub mod counters;
+pub mod fragments;
+mod icmp_error;
+mod neighbour;
 pub mod reject;
 pub mod rewrite;
+pub mod vlan;
 
 use std::sync::Arc;
 
@@ -18,6 +22,7 @@ use crate::conntrack::{
 };
 use crate::flow::{Addr, FlowKey, NatMode, Proto};
 use crate::lb::RoundRobinCursors;
+use crate::neigh::{NeighbourCache, NeighbourTimers, PortInfo, Resolver};
 use crate::snapshot::{ServiceKey, Snapshot};
 use crate::wire::{self, EtherKind, PacketInfo, ParseError};
 
@@ -33,6 +38,27 @@ pub trait PacketBuf {
     fn data_mut(&mut self) -> &mut [u8];
     /// Grows (zero-filled) or shrinks the packet to `len` bytes; false if it cannot.
     fn resize(&mut self, len: usize) -> bool;
+
+    /// Adds `n` bytes in front of the packet (to push a VLAN tag); false if it cannot. The
+    /// default moves the whole packet; an mbuf uses its headroom.
+    fn push_front(&mut self, n: usize) -> bool {
+        let len = self.data().len();
+        if !self.resize(len + n) {
+            return false;
+        }
+        self.data_mut().copy_within(0..len, n);
+        true
+    }
+
+    /// Removes `n` bytes from the front of the packet; false if it is shorter.
+    fn pop_front(&mut self, n: usize) -> bool {
+        let len = self.data().len();
+        if n > len {
+            return false;
+        }
+        self.data_mut().copy_within(n..len, 0);
+        self.resize(len - n)
+    }
 }
 
 impl PacketBuf for Vec<u8> {
@@ -54,7 +80,9 @@ pub enum DropReason {
     Malformed(ParseError),
     /// Neither IPv4 nor IPv6 (ARP and others belong to the exception path).
     NotIp,
-    /// IP fragments: not load-balanced (see the fragment policy in the docs).
+    /// A fragment that cannot be load-balanced: a later fragment whose first fragment was not
+    /// seen (reordered ahead of it, or expired), or a fragment of a protocol other than TCP
+    /// and UDP (see docs/networking.md).
     Fragment,
     /// ICMP other than an echo request to a VIP.
     IcmpUnhandled,
@@ -85,9 +113,15 @@ pub enum DropReason {
     TxFull,
     /// A multi-segment mbuf (ports run without scatter; never expected).
     MultiSegment,
+    /// For the host kernel (an interface address), but the port has no exception path (tap).
+    NoHostPath,
+    /// For the host kernel, but the exception path's TX queue refused it.
+    HostPathFull,
+    /// Not for a VIP or connection the appliance knows, and no route covers the destination.
+    NoRoute,
 }
 
-const OWN_REASONS: [DropReason; 16] = [
+const OWN_REASONS: [DropReason; 19] = [
     DropReason::NotIp,
     DropReason::Fragment,
     DropReason::IcmpUnhandled,
@@ -104,6 +138,9 @@ const OWN_REASONS: [DropReason; 16] = [
     DropReason::HandoffRingFull,
     DropReason::TxFull,
     DropReason::MultiSegment,
+    DropReason::NoHostPath,
+    DropReason::HostPathFull,
+    DropReason::NoRoute,
 ];
 
 impl DropReason {
@@ -145,6 +182,9 @@ impl DropReason {
             DropReason::HandoffRingFull => "handoff_ring_full",
             DropReason::TxFull => "tx_full",
             DropReason::MultiSegment => "multi_segment",
+            DropReason::NoHostPath => "no_host_path",
+            DropReason::HostPathFull => "host_path_full",
+            DropReason::NoRoute => "no_route",
         }
     }
 }
@@ -158,6 +198,16 @@ pub enum Verdict {
     Reply { port: u16 },
     /// Another worker owns this packet's connection: hand it over, untouched.
     Handoff { worker: u16 },
+    /// For the host kernel (traffic to an interface address that the dataplane does not
+    /// handle itself, ARP replies to it): pass it unchanged to the exception path (the tap)
+    /// of `port`, the port it arrived on.
+    ToHost { port: u16 },
+    /// Translated, but the next hop's MAC is being resolved: park the packet in `slot` of the
+    /// worker's [`crate::neigh::ParkedPackets`] until [`Worker::neighbour_step`] releases it.
+    Park { slot: u16 },
+    /// Used by the dataplane itself (an ARP reply or neighbour advertisement it learned
+    /// from): free it, not a drop.
+    Consumed,
     /// Dropped (already counted).
     Drop(DropReason),
 }
@@ -187,6 +237,14 @@ pub struct WorkerConfig {
     /// Counter slots preallocated for services and backends (`Service::id`, `Backend::id`).
     pub service_counter_slots: u32,
     pub backend_counter_slots: u32,
+    /// The neighbour cache all workers share (clone the config to share it).
+    pub neighbours: Arc<NeighbourCache>,
+    pub neighbour_timers: NeighbourTimers,
+    /// The first-fragment tracker all workers share (clone the config to share it).
+    pub fragments: Arc<fragments::FragmentTracker>,
+    /// VLAN sub-interfaces: logical port `port_macs.len() + i` is `vlan_ports[i]` (see
+    /// [`vlan`]).
+    pub vlan_ports: Vec<vlan::VlanPort>,
 }
 
 impl Default for WorkerConfig {
@@ -204,6 +262,10 @@ impl Default for WorkerConfig {
             port_macs: vec![[0x02, 0, 0, 0, 0, 0x01]],
             service_counter_slots: 4096,
             backend_counter_slots: 65536,
+            neighbours: Arc::new(NeighbourCache::new(4096)),
+            neighbour_timers: NeighbourTimers::DEFAULT,
+            fragments: Arc::new(fragments::FragmentTracker::new(4096)),
+            vlan_ports: Vec::new(),
         }
     }
 }
@@ -215,6 +277,8 @@ pub enum WorkerError {
     BadIndex { index: u16, workers: u16 },
     #[error("SNAT port range: {0}")]
     Ports(String),
+    #[error("vlan_ports[{index}]: {reason}")]
+    BadVlan { index: usize, reason: String },
 }
 
 /// One worker's packet state: its connection table, SNAT ports, round-robin cursors and
@@ -238,6 +302,15 @@ pub struct Worker {
     /// one arrives): the route scan and neighbour lookup run once per destination, not once
     /// per packet.
     egress: Box<[Option<Egress>; EGRESS_CACHE]>,
+    /// The neighbour cache version the egress cache was filled under.
+    neigh_version: u64,
+    /// Next hops this worker is resolving (its parked packets are in the loop).
+    resolver: Resolver,
+    /// Gratuitous announcements still to send (worker 0), and what was announced.
+    announce: std::collections::VecDeque<(Addr, u16)>,
+    announced: Vec<(Addr, u16)>,
+    /// Logical ports: the physical ports, then the VLAN sub-interfaces.
+    ports: Vec<PortInfo>,
 }
 
 /// Entries of the per-worker egress cache (direct-mapped by destination address).
@@ -247,7 +320,9 @@ const EGRESS_CACHE: usize = 256;
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 struct Egress {
     dst: Addr,
+    /// Physical port, and the VLAN tag the frame needs there.
     port: u16,
+    vlan: Option<u16>,
     dst_mac: [u8; 6],
     src_mac: [u8; 6],
 }
@@ -266,6 +341,7 @@ impl Worker {
                 workers: cfg.workers,
             });
         }
+        let ports = logical_ports(&cfg)?;
         let partition = PortPartition::new(cfg.snat_first_port, cfg.snat_last_port, cfg.workers)
             .map_err(|e| WorkerError::Ports(e.to_string()))?;
         let ownership = Ownership::new(
@@ -294,6 +370,11 @@ impl Worker {
             generation: None,
             selection_hash_seed: 0,
             egress: Box::new([None; EGRESS_CACHE]),
+            neigh_version: 0,
+            resolver: Resolver::new(),
+            announce: std::collections::VecDeque::new(),
+            announced: Vec::new(),
+            ports,
         })
     }
 
@@ -329,9 +410,11 @@ impl Worker {
     /// Picks up a new snapshot: called when the generation changes, before its first packet.
     /// May allocate (allocators for new SNAT pools, round-robin cursors); never per packet.
     pub fn on_snapshot(&mut self, snap: &Snapshot) {
+        self.check_neighbour_version();
         if self.generation == Some(snap.generation()) {
             return;
         }
+        self.queue_announcements(snap);
         self.generation = Some(snap.generation());
         self.selection_hash_seed = snap.selection_seed();
         self.egress.fill(None);
@@ -464,14 +547,43 @@ impl Worker {
         let info = *info;
         match info.ether_kind {
             EtherKind::Ipv4 | EtherKind::Ipv6 => {}
-            EtherKind::Arp => return self.arp(snap, pkt, &info, ingress),
+            EtherKind::Arp => return self.arp(snap, pkt, &info, ingress, now),
             _ => return Verdict::Drop(DropReason::NotIp),
         }
         if info.is_fragment() {
-            return Verdict::Drop(DropReason::Fragment);
+            if is_host_addr(snap, &info.dst) {
+                return Verdict::ToHost { port: ingress };
+            }
+            // First TCP/UDP fragments go through the table like any packet (and are tracked
+            // below); later ones follow them (see `fragments`).
+            if !info.is_first_fragment() {
+                return self.later_fragment(snap, pkt, &info, now);
+            }
+            if !matches!(info.l4_proto, 6 | 17) {
+                return Verdict::Drop(DropReason::Fragment);
+            }
         }
         let key = match info.flow_key() {
             Some(key) => key,
+            // ICMP errors about NATed flows (translated back) and neighbour discovery come
+            // before the exception path: the dataplane handles them itself.
+            None if info.icmp_embedded_offset.is_some() || is_nd(&info) => {
+                let handled = if info.icmp_embedded_offset.is_some() {
+                    self.icmp_error(snap, pkt, &info, now, handed_over)
+                } else {
+                    self.neighbour_discovery(snap, pkt, &info, ingress, now)
+                };
+                if let Some(verdict) = handled {
+                    return verdict;
+                }
+                if is_host_addr(snap, &info.dst) {
+                    return Verdict::ToHost { port: ingress };
+                }
+                return Verdict::Drop(DropReason::IcmpUnhandled);
+            }
+            // Other ICMP and other protocols (OSPF, VRRP, ...) addressed to the host itself go
+            // to its kernel.
+            None if is_host_addr(snap, &info.dst) => return Verdict::ToHost { port: ingress },
             None if info.is_icmp() => return Verdict::Drop(DropReason::IcmpUnhandled),
             None => return Verdict::Drop(DropReason::UnsupportedProtocol),
         };
@@ -529,7 +641,10 @@ impl Worker {
         if !rewrite::translate(frame, &info, &translated) {
             return Verdict::Drop(DropReason::Malformed(ParseError::Truncated));
         }
-        self.address_l2(snap, frame, &translated.dst)
+        if info.fragment.is_some() {
+            self.track_first_fragment(&info, &translated, now);
+        }
+        self.address_l2(snap, pkt, info.vlan, &translated.dst, now)
     }
 
     /// Creates the connection for the first packet of a flow to a VIP, or says what to do
@@ -545,6 +660,12 @@ impl Worker {
         now: Tick,
     ) -> Result<(crate::conntrack::ConnId, Direction), Verdict> {
         if !snap.is_vip(&key.dst) {
+            // Checked only here, on a connection-table miss, so established flows pay nothing
+            // for the exception path; an interface address that is also a SNAT address still
+            // gets its full-NAT replies (those hit the table first).
+            if is_host_addr(snap, &key.dst) {
+                return Err(Verdict::ToHost { port: ingress });
+            }
             return Err(Verdict::Drop(DropReason::NoConnection));
         }
         let service_key = ServiceKey {
@@ -665,9 +786,18 @@ impl Worker {
         ingress: u16,
     ) -> Verdict {
         let is_request = matches!((info.ip_version, info.icmp_type), (4, 8) | (6, 128));
-        if is_request && snap.is_vip(&info.dst) && reject::echo_reply(pkt.data_mut(), info) {
+        // The dataplane answers pings to VIPs and interface addresses itself (no host path
+        // needed, and the answer is as fast as the forwarding).
+        if is_request
+            && (snap.is_vip(&info.dst) || snap.is_local_addr(&info.dst))
+            && reject::echo_reply(pkt.data_mut(), info)
+        {
             self.counters.echo_replies.inc();
             return Verdict::Reply { port: ingress };
+        }
+        // Pings to the host's own addresses, and the echo replies its health checks get.
+        if !snap.is_vip(&info.dst) && is_host_addr(snap, &info.dst) {
+            return Verdict::ToHost { port: ingress };
         }
         Verdict::Drop(DropReason::IcmpUnhandled)
     }
@@ -675,27 +805,64 @@ impl Worker {
     /// Answers ARP requests for the appliance's addresses (VIPs, SNAT addresses, interface
     /// addresses of the ingress port) with the ingress port's MAC, so clients and backends need
     /// no static ARP entry. Other ARP is dropped and counted (the exception path will carry it).
+    #[cold]
+    #[inline(never)]
     fn arp<B: PacketBuf + ?Sized>(
         &mut self,
         snap: &Snapshot,
         pkt: &mut B,
         info: &PacketInfo,
         ingress: u16,
+        now: Tick,
     ) -> Verdict {
         let offset = usize::from(info.l3_offset);
+        // Addresses and bindings belong to the logical port (a VLAN sub-interface for its
+        // tag); answers leave by the physical port, tag kept.
+        let port = self.logical_ingress(ingress, info.vlan);
         let target = match pkt.data().get(offset..) {
             Some(bytes) => match wire::arp::ArpPacket::new_checked(bytes) {
-                Ok(arp) if arp.operation() == wire::arp::operation::REQUEST => {
-                    arp.target_protocol_addr()
+                Ok(arp) => {
+                    let target = arp.target_protocol_addr();
+                    let (sender, sender_mac) =
+                        (arp.sender_protocol_addr(), arp.sender_hardware_addr().0);
+                    let for_us = snap.answers_for(&Addr::from_v4(target), port);
+                    // Learn from replies and from requests for us (the asker will talk to us);
+                    // other requests (gratuitous ones included) only update a known binding.
+                    let reply = arp.operation() == wire::arp::operation::REPLY;
+                    if reply
+                        || for_us
+                        || self
+                            .cfg
+                            .neighbours
+                            .lookup(&Addr::from_v4(sender), port)
+                            .is_some()
+                    {
+                        let learned = self.learn_arp(sender, sender_mac, port, now);
+                        if reply && learned != crate::neigh::Learned::Busy {
+                            self.counters.neighbour_replies.inc();
+                        }
+                    }
+                    if reply {
+                        // A reply to an interface address: the host kernel may have asked too.
+                        return if is_host_addr_on(snap, &Addr::from_v4(target), port) {
+                            Verdict::ToHost { port: ingress }
+                        } else {
+                            Verdict::Consumed
+                        };
+                    }
+                    if arp.operation() != wire::arp::operation::REQUEST {
+                        return Verdict::Drop(DropReason::NotIp);
+                    }
+                    target
                 }
-                _ => return Verdict::Drop(DropReason::NotIp),
+                Err(_) => return Verdict::Drop(DropReason::NotIp),
             },
             None => return Verdict::Drop(DropReason::NotIp),
         };
-        if !snap.answers_for(&Addr::from_v4(target), ingress) {
+        if !snap.answers_for(&Addr::from_v4(target), port) {
             return Verdict::Drop(DropReason::NotIp);
         }
-        let Some(&mac) = self.cfg.port_macs.get(usize::from(ingress)) else {
+        let Some(mac) = self.port_mac(port) else {
             return Verdict::Drop(DropReason::NotIp);
         };
         match wire::arp::reply_in_place(pkt.data_mut(), offset, wire::MacAddr(mac)) {
@@ -708,28 +875,33 @@ impl Worker {
     }
 
     /// Sets the MACs for the next hop towards `dst` and picks the egress port.
-    #[inline]
-    fn address_l2(&mut self, snap: &Snapshot, frame: &mut [u8], dst: &Addr) -> Verdict {
+    /// `vlan` is the tag the packet arrived with; the egress port's tag replaces it.
+    #[inline(always)]
+    fn address_l2<B: PacketBuf + ?Sized>(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        vlan: Option<u16>,
+        dst: &Addr,
+        now: Tick,
+    ) -> Verdict {
         let slot = egress_slot(dst);
         let cached = self.egress.get(slot).copied().flatten();
         let entry = match cached {
             Some(entry) if entry.dst == *dst => entry,
             _ => {
-                let next_hop = next_hop(snap, dst);
-                let Some(neighbour) = snap.neighbour(&next_hop) else {
-                    return Verdict::Drop(DropReason::NoNeighbour);
-                };
-                let src_mac = self
-                    .cfg
-                    .port_macs
-                    .get(usize::from(neighbour.port))
-                    .copied()
-                    .unwrap_or([0; 6]);
-                let entry = Egress {
-                    dst: *dst,
-                    port: neighbour.port,
-                    dst_mac: neighbour.mac,
-                    src_mac,
+                let entry = match self.resolve_egress(snap, dst, now) {
+                    Ok(entry) => entry,
+                    Err((verdict, egress_vlan)) => {
+                        // A parked packet leaves with its egress port's tag already in place.
+                        if matches!(verdict, Verdict::Park { .. })
+                            && egress_vlan != vlan
+                            && !vlan::retag(pkt, vlan, egress_vlan)
+                        {
+                            return Verdict::Drop(DropReason::Malformed(ParseError::Truncated));
+                        }
+                        return verdict;
+                    }
                 };
                 if let Some(cache) = self.egress.get_mut(slot) {
                     *cache = Some(entry);
@@ -737,8 +909,30 @@ impl Worker {
                 entry
             }
         };
-        rewrite::set_macs(frame, &entry.dst_mac, &entry.src_mac);
+        if entry.vlan != vlan && !vlan::retag(pkt, vlan, entry.vlan) {
+            return Verdict::Drop(DropReason::Malformed(ParseError::Truncated));
+        }
+        rewrite::set_macs(pkt.data_mut(), &entry.dst_mac, &entry.src_mac);
         Verdict::Forward { port: entry.port }
+    }
+
+    /// The logical port a frame received on physical port `phys` with outer tag `vlan`
+    /// belongs to: the sub-interface of that VLAN, else the physical port.
+    #[inline]
+    fn logical_ingress(&self, phys: u16, vlan: Option<u16>) -> u16 {
+        let Some(vlan) = vlan else { return phys };
+        let base = self.cfg.port_macs.len();
+        self.cfg
+            .vlan_ports
+            .iter()
+            .position(|v| v.port == phys && v.vlan == vlan)
+            .map_or(phys, |i| (base + i) as u16)
+    }
+
+    /// The MAC of logical port `port`.
+    #[inline]
+    fn port_mac(&self, port: u16) -> Option<[u8; 6]> {
+        self.ports.get(usize::from(port)).map(|p| p.mac)
     }
 
     /// Ages the connection table a bounded step (call once per poll loop, also when idle) and
@@ -773,38 +967,71 @@ impl Worker {
     }
 }
 
-/// Longest-prefix match over the snapshot's routes (few, static, in the snapshot); the
-/// destination itself when no route covers it (on-link).
+/// Whether `addr` is one of the appliance's interface addresses (on any port): traffic to it
+/// that the dataplane does not handle belongs to the host kernel. A linear scan over the few
+/// interface addresses, made only off the established-flow path.
+#[inline]
+fn is_host_addr(snap: &Snapshot, addr: &Addr) -> bool {
+    snap.local_addrs().iter().any(|l| l.addr == *addr)
+}
+
+/// Whether `addr` is an interface address of `port`.
+#[inline]
+fn is_host_addr_on(snap: &Snapshot, addr: &Addr, port: u16) -> bool {
+    snap.local_addrs()
+        .iter()
+        .any(|l| l.addr == *addr && l.port == port)
+}
+
+/// The logical ports of a configuration: physical ports, then VLAN sub-interfaces.
+fn logical_ports(cfg: &WorkerConfig) -> Result<Vec<PortInfo>, WorkerError> {
+    let mut ports: Vec<PortInfo> = cfg
+        .port_macs
+        .iter()
+        .enumerate()
+        .map(|(i, mac)| PortInfo {
+            phys: i as u16,
+            vlan: None,
+            mac: *mac,
+        })
+        .collect();
+    for (index, v) in cfg.vlan_ports.iter().enumerate() {
+        let bad = |reason: String| WorkerError::BadVlan { index, reason };
+        let Some(&mac) = cfg.port_macs.get(usize::from(v.port)) else {
+            return Err(bad(format!("no physical port {}", v.port)));
+        };
+        if !(1..=4094).contains(&v.vlan) {
+            return Err(bad(format!("VLAN id {} is not in 1..=4094", v.vlan)));
+        }
+        if cfg.vlan_ports[..index]
+            .iter()
+            .any(|o| o.port == v.port && o.vlan == v.vlan)
+        {
+            return Err(bad(format!("VLAN {} on port {} twice", v.vlan, v.port)));
+        }
+        ports.push(PortInfo {
+            phys: v.port,
+            vlan: Some(v.vlan),
+            mac,
+        });
+    }
+    Ok(ports)
+}
+
+/// The next hop towards `dst` (the gateway of the most specific route, or `dst` itself when
+/// it is on a connected subnet or a static neighbour); `dst` when nothing covers it.
 #[inline]
 pub fn next_hop(snap: &Snapshot, dst: &Addr) -> Addr {
-    let mut best: Option<(u8, Addr)> = None;
-    for route in snap.routes() {
-        if route.prefix.is_v4() != dst.is_v4() {
-            continue;
-        }
-        let bits = if dst.is_v4() {
-            u32::from(route.prefix_len) + 96
-        } else {
-            u32::from(route.prefix_len)
-        };
-        if prefix_matches(&route.prefix, dst, bits)
-            && best.is_none_or(|(l, _)| route.prefix_len > l)
-        {
-            best = Some((route.prefix_len, route.next_hop.unwrap_or(*dst)));
-        }
-    }
-    best.map_or(*dst, |(_, hop)| hop)
+    snap.egress(dst).map_or(*dst, |(_, hop)| hop)
 }
 
-fn prefix_matches(prefix: &Addr, addr: &Addr, bits: u32) -> bool {
-    let p = u128::from_be_bytes(prefix.0);
-    let a = u128::from_be_bytes(addr.0);
-    if bits == 0 {
-        return true;
-    }
-    let mask = u128::MAX << (128 - bits.min(128));
-    p & mask == a & mask
+/// An IPv6 neighbour solicitation or advertisement.
+#[inline]
+fn is_nd(info: &PacketInfo) -> bool {
+    info.ip_version == 6 && info.is_icmp() && matches!(info.icmp_type, 135 | 136)
 }
 
+#[cfg(test)]
+mod net_tests;
 #[cfg(test)]
 mod tests;
