@@ -7,6 +7,7 @@
 //! bounds-checked (a malformed packet is dropped and counted).
 
 pub mod counters;
+mod fast;
 pub mod reject;
 pub mod rewrite;
 
@@ -238,6 +239,9 @@ pub struct Worker {
     /// one arrives): the route scan and neighbour lookup run once per destination, not once
     /// per packet.
     egress: Box<[Option<Egress>; EGRESS_CACHE]>,
+    /// Stage 1 of [`Worker::process_burst`]: each packet of the burst the fast path recognised,
+    /// with its key's hash.
+    staged: [Option<(fast::FastPacket, u64)>; BURST],
 }
 
 /// Entries of the per-worker egress cache (direct-mapped by destination address).
@@ -294,6 +298,7 @@ impl Worker {
             generation: None,
             selection_hash_seed: 0,
             egress: Box::new([None; EGRESS_CACHE]),
+            staged: [None; BURST],
         })
     }
 
@@ -381,6 +386,17 @@ impl Worker {
         now: Tick,
         handed_over: bool,
     ) -> Verdict {
+        if let Some(fast) = fast::recognise(pkt.data()) {
+            let hash = self.conns.hash_key(&fast.key);
+            if let Some(verdict) =
+                self.forward_established(snap, pkt, &fast, hash, now, handed_over)
+            {
+                if let Verdict::Drop(reason) = verdict {
+                    self.counters.count_drop(reason);
+                }
+                return verdict;
+            }
+        }
         let verdict = self.classify_and_translate(snap, pkt, ingress, now, handed_over);
         if let Verdict::Drop(reason) = verdict {
             self.counters.count_drop(reason);
@@ -388,9 +404,11 @@ impl Worker {
         verdict
     }
 
-    /// Handles a burst of packets received together on `ingress`: every header is parsed and
-    /// every connection-table probe prefetched before the first is processed, so the memory
-    /// latencies of the burst overlap. `verdicts[i]` is the verdict for `pkts[i]`.
+    /// Handles a burst of packets received together on `ingress`: the fast path's packets
+    /// (plain IPv4 TCP/UDP, see `fast`) are recognised and their connection-table probes
+    /// prefetched before the first is processed, so the memory latencies of the burst overlap;
+    /// the rest go through the general path one by one. `verdicts[i]` is the verdict for
+    /// `pkts[i]`.
     #[inline]
     pub fn process_burst<B: PacketBuf>(
         &mut self,
@@ -401,28 +419,27 @@ impl Worker {
         verdicts: &mut [Verdict],
     ) {
         let n = pkts.len().min(BURST).min(verdicts.len());
-        let mut parsed: [Option<(PacketInfo, Option<u64>)>; BURST] = [None; BURST];
-        for (slot, pkt) in parsed.iter_mut().zip(pkts.iter()).take(n) {
-            if let Ok(info) = wire::parse(pkt.data()) {
-                let hash = info.flow_key().map(|key| {
-                    let hash = self.conns.hash_key(&key);
-                    self.conns.prefetch_slot(hash);
-                    hash
-                });
-                *slot = Some((info, hash));
-            }
+        // Stage 1: recognise the plain packets, hash their keys, prefetch their home slots.
+        // (The staging array lives in the worker: nothing to initialise per burst.)
+        for (slot, pkt) in self.staged.iter_mut().zip(pkts.iter()).take(n) {
+            *slot = fast::recognise(pkt.data()).map(|fast| {
+                let hash = self.conns.hash_key(&fast.key);
+                self.conns.prefetch_slot(hash);
+                (fast, hash)
+            });
         }
-        for (_, hash) in parsed[..n].iter().flatten() {
-            if let Some(hash) = hash {
-                self.conns.prefetch_conn(*hash);
-            }
+        // Stage 2: prefetch the connections the home slots point at.
+        for (_, hash) in self.staged[..n].iter().flatten() {
+            self.conns.prefetch_conn(*hash);
         }
-        for ((pkt, verdict), parsed) in pkts.iter_mut().zip(verdicts.iter_mut()).zip(parsed).take(n)
-        {
-            *verdict = match parsed {
-                Some((info, hash)) => {
-                    self.translate_parsed(snap, pkt, &info, hash, ingress, now, false)
-                }
+        // Stage 3: process; what the fast path does not take goes the general way.
+        for (i, (pkt, verdict)) in pkts.iter_mut().zip(verdicts.iter_mut()).take(n).enumerate() {
+            let fast = self.staged[i];
+            let forwarded = fast.and_then(|(fast, hash)| {
+                self.forward_established(snap, pkt, &fast, hash, now, false)
+            });
+            *verdict = match forwarded {
+                Some(verdict) => verdict,
                 None => self.classify_and_translate(snap, pkt, ingress, now, false),
             };
             if let Verdict::Drop(reason) = *verdict {
@@ -711,32 +728,31 @@ impl Worker {
     #[inline]
     fn address_l2(&mut self, snap: &Snapshot, frame: &mut [u8], dst: &Addr) -> Verdict {
         let slot = egress_slot(dst);
-        let cached = self.egress.get(slot).copied().flatten();
-        let entry = match cached {
-            Some(entry) if entry.dst == *dst => entry,
-            _ => {
-                let next_hop = next_hop(snap, dst);
-                let Some(neighbour) = snap.neighbour(&next_hop) else {
-                    return Verdict::Drop(DropReason::NoNeighbour);
-                };
-                let src_mac = self
-                    .cfg
-                    .port_macs
-                    .get(usize::from(neighbour.port))
-                    .copied()
-                    .unwrap_or([0; 6]);
-                let entry = Egress {
-                    dst: *dst,
-                    port: neighbour.port,
-                    dst_mac: neighbour.mac,
-                    src_mac,
-                };
-                if let Some(cache) = self.egress.get_mut(slot) {
-                    *cache = Some(entry);
-                }
-                entry
+        if let Some(Some(entry)) = self.egress.get(slot) {
+            if entry.dst == *dst {
+                rewrite::set_macs(frame, &entry.dst_mac, &entry.src_mac);
+                return Verdict::Forward { port: entry.port };
             }
+        }
+        let next_hop = next_hop(snap, dst);
+        let Some(neighbour) = snap.neighbour(&next_hop) else {
+            return Verdict::Drop(DropReason::NoNeighbour);
         };
+        let src_mac = self
+            .cfg
+            .port_macs
+            .get(usize::from(neighbour.port))
+            .copied()
+            .unwrap_or([0; 6]);
+        let entry = Egress {
+            dst: *dst,
+            port: neighbour.port,
+            dst_mac: neighbour.mac,
+            src_mac,
+        };
+        if let Some(cache) = self.egress.get_mut(slot) {
+            *cache = Some(entry);
+        }
         rewrite::set_macs(frame, &entry.dst_mac, &entry.src_mac);
         Verdict::Forward { port: entry.port }
     }
