@@ -13,6 +13,7 @@ pub mod rewrite;
 
 use std::sync::Arc;
 
+use crate::conntrack::table::prefetch;
 use crate::conntrack::{
     ConnData, ConnTable, Direction, InsertError, Ownership, PortPartition, SnatPorts, Tick,
     Timeouts, Transition,
@@ -26,6 +27,9 @@ pub use counters::{BackendCounters, Counter, ServiceCounters, WorkerCounters};
 
 /// The most packets [`Worker::process_burst`] takes at once.
 pub const BURST: usize = 32;
+
+/// How many packets ahead [`Worker::process_burst`] prefetches packet headers.
+const PREFETCH_AHEAD: usize = 4;
 
 /// A packet buffer the pipeline can read, write and resize at the tail (a `Vec<u8>` in tests,
 /// an mbuf in the DPDK worker).
@@ -421,7 +425,18 @@ impl Worker {
         let n = pkts.len().min(BURST).min(verdicts.len());
         // Stage 1: recognise the plain packets, hash their keys, prefetch their home slots.
         // (The staging array lives in the worker: nothing to initialise per burst.)
-        for (slot, pkt) in self.staged.iter_mut().zip(pkts.iter()).take(n) {
+        for pkt in pkts.iter().take(PREFETCH_AHEAD.min(n)) {
+            prefetch(pkt.data().as_ptr());
+        }
+        for (i, slot) in self.staged.iter_mut().enumerate().take(n) {
+            // Headers a few packets ahead: a NIC's DMA leaves them in memory, not in L1.
+            if let Some(ahead) = pkts
+                .get(i + PREFETCH_AHEAD)
+                .filter(|_| i + PREFETCH_AHEAD < n)
+            {
+                prefetch(ahead.data().as_ptr());
+            }
+            let Some(pkt) = pkts.get(i) else { break };
             *slot = fast::recognise(pkt.data()).map(|fast| {
                 let hash = self.conns.hash_key(&fast.key);
                 self.conns.prefetch_slot(hash);
