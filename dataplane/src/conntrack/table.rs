@@ -350,7 +350,7 @@ fn next_slot(i: usize, slot_count: usize) -> usize {
 
 /// Hint the CPU to start loading the cache line at `p`; no effect on the program's meaning.
 #[inline(always)]
-fn prefetch<T>(p: *const T) {
+pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a cache hint: it does not access memory on the program's
     // behalf and never faults, whatever the address. SSE is part of the x86_64 baseline.

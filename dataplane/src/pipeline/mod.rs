@@ -7,6 +7,7 @@
 //! bounds-checked (a malformed packet is dropped and counted).
 
 pub mod counters;
+mod fast;
 pub mod fragments;
 mod icmp_error;
 mod neighbour;
@@ -16,6 +17,7 @@ pub mod vlan;
 
 use std::sync::Arc;
 
+use crate::conntrack::table::prefetch;
 use crate::conntrack::{
     ConnData, ConnTable, Direction, InsertError, Ownership, PortPartition, SnatPorts, Tick,
     Timeouts, Transition,
@@ -30,6 +32,9 @@ pub use counters::{BackendCounters, Counter, ServiceCounters, WorkerCounters};
 
 /// The most packets [`Worker::process_burst`] takes at once.
 pub const BURST: usize = 32;
+
+/// How many packets ahead [`Worker::process_burst`] prefetches packet headers.
+const PREFETCH_AHEAD: usize = 4;
 
 /// A packet buffer the pipeline can read, write and resize at the tail (a `Vec<u8>` in tests,
 /// an mbuf in the DPDK worker).
@@ -311,6 +316,9 @@ pub struct Worker {
     announced: Vec<(Addr, u16)>,
     /// Logical ports: the physical ports, then the VLAN sub-interfaces.
     ports: Vec<PortInfo>,
+    /// Stage 1 of [`Worker::process_burst`]: each packet of the burst the fast path recognised,
+    /// with its key's hash.
+    staged: [Option<(fast::FastPacket, u64)>; BURST],
 }
 
 /// Entries of the per-worker egress cache (direct-mapped by destination address).
@@ -375,6 +383,7 @@ impl Worker {
             announce: std::collections::VecDeque::new(),
             announced: Vec::new(),
             ports,
+            staged: [None; BURST],
         })
     }
 
@@ -464,6 +473,17 @@ impl Worker {
         now: Tick,
         handed_over: bool,
     ) -> Verdict {
+        if let Some(fast) = fast::recognise(pkt.data()) {
+            let hash = self.conns.hash_key(&fast.key);
+            if let Some(verdict) =
+                self.forward_established(snap, pkt, &fast, hash, now, handed_over)
+            {
+                if let Verdict::Drop(reason) = verdict {
+                    self.counters.count_drop(reason);
+                }
+                return verdict;
+            }
+        }
         let verdict = self.classify_and_translate(snap, pkt, ingress, now, handed_over);
         if let Verdict::Drop(reason) = verdict {
             self.counters.count_drop(reason);
@@ -471,9 +491,11 @@ impl Worker {
         verdict
     }
 
-    /// Handles a burst of packets received together on `ingress`: every header is parsed and
-    /// every connection-table probe prefetched before the first is processed, so the memory
-    /// latencies of the burst overlap. `verdicts[i]` is the verdict for `pkts[i]`.
+    /// Handles a burst of packets received together on `ingress`: the fast path's packets
+    /// (plain IPv4 TCP/UDP, see `fast`) are recognised and their connection-table probes
+    /// prefetched before the first is processed, so the memory latencies of the burst overlap;
+    /// the rest go through the general path one by one. `verdicts[i]` is the verdict for
+    /// `pkts[i]`.
     #[inline]
     pub fn process_burst<B: PacketBuf>(
         &mut self,
@@ -484,28 +506,38 @@ impl Worker {
         verdicts: &mut [Verdict],
     ) {
         let n = pkts.len().min(BURST).min(verdicts.len());
-        let mut parsed: [Option<(PacketInfo, Option<u64>)>; BURST] = [None; BURST];
-        for (slot, pkt) in parsed.iter_mut().zip(pkts.iter()).take(n) {
-            if let Ok(info) = wire::parse(pkt.data()) {
-                let hash = info.flow_key().map(|key| {
-                    let hash = self.conns.hash_key(&key);
-                    self.conns.prefetch_slot(hash);
-                    hash
-                });
-                *slot = Some((info, hash));
-            }
+        // Stage 1: recognise the plain packets, hash their keys, prefetch their home slots.
+        // (The staging array lives in the worker: nothing to initialise per burst.)
+        for pkt in pkts.iter().take(PREFETCH_AHEAD.min(n)) {
+            prefetch(pkt.data().as_ptr());
         }
-        for (_, hash) in parsed[..n].iter().flatten() {
-            if let Some(hash) = hash {
-                self.conns.prefetch_conn(*hash);
+        for (i, slot) in self.staged.iter_mut().enumerate().take(n) {
+            // Headers a few packets ahead: a NIC's DMA leaves them in memory, not in L1.
+            if let Some(ahead) = pkts
+                .get(i + PREFETCH_AHEAD)
+                .filter(|_| i + PREFETCH_AHEAD < n)
+            {
+                prefetch(ahead.data().as_ptr());
             }
+            let Some(pkt) = pkts.get(i) else { break };
+            *slot = fast::recognise(pkt.data()).map(|fast| {
+                let hash = self.conns.hash_key(&fast.key);
+                self.conns.prefetch_slot(hash);
+                (fast, hash)
+            });
         }
-        for ((pkt, verdict), parsed) in pkts.iter_mut().zip(verdicts.iter_mut()).zip(parsed).take(n)
-        {
-            *verdict = match parsed {
-                Some((info, hash)) => {
-                    self.translate_parsed(snap, pkt, &info, hash, ingress, now, false)
-                }
+        // Stage 2: prefetch the connections the home slots point at.
+        for (_, hash) in self.staged[..n].iter().flatten() {
+            self.conns.prefetch_conn(*hash);
+        }
+        // Stage 3: process; what the fast path does not take goes the general way.
+        for (i, (pkt, verdict)) in pkts.iter_mut().zip(verdicts.iter_mut()).take(n).enumerate() {
+            let fast = self.staged[i];
+            let forwarded = fast.and_then(|(fast, hash)| {
+                self.forward_established(snap, pkt, &fast, hash, now, false)
+            });
+            *verdict = match forwarded {
+                Some(verdict) => verdict,
                 None => self.classify_and_translate(snap, pkt, ingress, now, false),
             };
             if let Verdict::Drop(reason) = *verdict {

@@ -81,13 +81,13 @@ pub fn translate(frame: &mut [u8], info: &PacketInfo, new: &FlowKey) -> bool {
 
 /// One's-complement contribution of replacing 16-bit word `old` by `new`: ~old + new.
 #[inline(always)]
-fn delta16(old: u16, new: u16) -> u64 {
+pub(crate) fn delta16(old: u16, new: u16) -> u64 {
     u64::from(!old) + u64::from(new)
 }
 
 /// The same for a 32-bit (two-word) field.
 #[inline(always)]
-fn delta32(old: [u8; 4], new: [u8; 4]) -> u64 {
+pub(crate) fn delta32(old: [u8; 4], new: [u8; 4]) -> u64 {
     delta16(
         u16::from_be_bytes([old[0], old[1]]),
         u16::from_be_bytes([new[0], new[1]]),
@@ -99,7 +99,7 @@ fn delta32(old: [u8; 4], new: [u8; 4]) -> u64 {
 
 /// Applies a summed delta to a checksum: ~(~HC + delta), folded.
 #[inline(always)]
-fn apply(checksum: u16, delta: u64) -> u16 {
+pub(crate) fn apply(checksum: u16, delta: u64) -> u16 {
     !checksum::fold(u64::from(!checksum) + delta)
 }
 

@@ -1,0 +1,407 @@
+//! Differential test: the fast path must give the general path's result for every packet —
+//! the same verdict, the same output bytes and the same counters — over random conversations
+//! (new flows, replies, retransmissions, FIN/RST) mixed with mutated headers (options,
+//! fragments, VLAN tags, bad lengths, other protocols) that must fall through to the general
+//! path.
+
+use super::super::*;
+use crate::lb::Selection;
+use crate::snapshot::{
+    Backend, BackendState, LocalAddr, Neighbour, ServiceConfig, SnapshotConfig, SnatPool,
+};
+use etherparse::PacketBuilder;
+use proptest::prelude::*;
+
+const VIP: [u8; 4] = [198, 18, 100, 10];
+const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xc1, 0x01];
+const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0];
+
+fn snapshot() -> Snapshot {
+    let backends: Vec<Backend> = (1..=3u8)
+        .map(|i| Backend {
+            id: u32::from(i),
+            addr: Addr::from_v4([198, 19, 0, i]),
+            port: 8080,
+            weight: 1,
+            state: BackendState::Active,
+        })
+        .collect();
+    let mut neighbours: Vec<Neighbour> = backends
+        .iter()
+        .map(|b| Neighbour {
+            addr: b.addr,
+            mac: [0x02, 0, 0, 0, 0xbe, b.addr.0[15]],
+            port: 1,
+        })
+        .collect();
+    neighbours.extend((1..=4u8).map(|i| Neighbour {
+        addr: Addr::from_v4([198, 18, 0, i]),
+        mac: CLIENT_MAC,
+        port: 0,
+    }));
+    let service = |id: u32, port: u16, proto: Proto, mode: NatMode| ServiceConfig {
+        id,
+        name: format!("svc{id}"),
+        key: ServiceKey {
+            vip: Addr::from_v4(VIP),
+            port,
+            proto,
+        },
+        mode,
+        selection: Selection::Maglev,
+        persistence: false,
+        backends: backends.clone(),
+        snat_pool: (mode == NatMode::FullNat).then_some(0),
+        table_size: None,
+    };
+    Snapshot::compile(
+        SnapshotConfig {
+            generation: 1,
+            selection_seed: 3,
+            services: vec![
+                service(1, 80, Proto::Tcp, NatMode::Dnat),
+                service(2, 53, Proto::Udp, NatMode::Dnat),
+                service(3, 81, Proto::Tcp, NatMode::FullNat),
+                service(4, 54, Proto::Udp, NatMode::FullNat),
+            ],
+            snat_pools: vec![SnatPool {
+                addrs: vec![Addr::from_v4([198, 19, 255, 1])],
+            }],
+            routes: vec![],
+            neighbours,
+            // Connected subnets: clients on port 0, backends and the SNAT address on port 1.
+            local_addrs: vec![
+                LocalAddr {
+                    addr: Addr::from_v4([198, 18, 0, 254]),
+                    port: 0,
+                    prefix_len: 24,
+                },
+                LocalAddr {
+                    addr: Addr::from_v4([198, 19, 0, 254]),
+                    port: 1,
+                    prefix_len: 16,
+                },
+            ],
+        },
+        None,
+    )
+    .expect("snapshot compiles")
+}
+
+fn worker() -> Worker {
+    let mut worker = Worker::new(WorkerConfig {
+        conn_capacity: 1024,
+        port_macs: vec![LB_MAC, [0x02, 0, 0, 0, 0x0a, 1]],
+        ..WorkerConfig::default()
+    })
+    .expect("worker");
+    worker.on_snapshot(&snapshot());
+    worker
+}
+
+/// One packet of the generated traffic.
+#[derive(Clone, Debug)]
+enum Op {
+    /// Client `client` (1..=4) from port `sport` to service port `port` with TCP flags (TCP
+    /// services) and `payload` bytes.
+    Client {
+        client: u8,
+        sport: u16,
+        port: u16,
+        flags: u8,
+        ttl: u8,
+        payload: usize,
+    },
+    /// The backend answers the `n`th packet forwarded so far, with TCP flags.
+    Reply { n: usize, flags: u8 },
+    /// XOR `value` into byte `at` of the packet the inner op makes.
+    Mutate {
+        at: usize,
+        value: u8,
+        inner: Box<Op>,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let client = (
+        1u8..=4,
+        40000u16..40006,
+        prop::sample::select(vec![80u16, 53, 81, 54, 82]),
+        prop::sample::select(vec![0x02u8, 0x10, 0x18, 0x11, 0x04, 0x12, 0x00]),
+        0u8..4,
+        0usize..64,
+    )
+        .prop_map(|(client, sport, port, flags, ttl, payload)| Op::Client {
+            client,
+            sport,
+            port,
+            flags,
+            ttl: if ttl == 0 { 1 } else { 64 },
+            payload,
+        });
+    let reply = (
+        0usize..64,
+        prop::sample::select(vec![0x12u8, 0x10, 0x18, 0x11, 0x04]),
+    )
+        .prop_map(|(n, flags)| Op::Reply { n, flags });
+    let plain = prop_oneof![3 => client, 2 => reply];
+    prop_oneof![
+        8 => plain.clone(),
+        1 => (0usize..60, 1u8..=255, plain).prop_map(|(at, value, inner)| Op::Mutate {
+            at, value, inner: Box::new(inner),
+        }),
+    ]
+}
+
+fn client_frame(client: u8, sport: u16, port: u16, flags: u8, ttl: u8, payload: usize) -> Vec<u8> {
+    let ip = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv4([198, 18, 0, client], VIP, ttl);
+    let data = vec![0x5a; payload];
+    let mut frame = Vec::new();
+    if port == 53 || port == 54 {
+        ip.udp(sport, port).write(&mut frame, &data).expect("udp");
+    } else {
+        let mut tcp = ip.tcp(sport, port, 1000, 8192);
+        if flags & 0x02 != 0 {
+            tcp = tcp.syn();
+        }
+        if flags & 0x10 != 0 {
+            tcp = tcp.ack(1);
+        }
+        if flags & 0x01 != 0 {
+            tcp = tcp.fin();
+        }
+        if flags & 0x04 != 0 {
+            tcp = tcp.rst();
+        }
+        if flags & 0x08 != 0 {
+            tcp = tcp.psh();
+        }
+        tcp.write(&mut frame, &data).expect("tcp");
+    }
+    frame
+}
+
+/// What the backend sends back for a forwarded (untagged, option-less IPv4) frame: addresses,
+/// ports and MACs swapped, the TCP flags replaced. Checksums are left as they are: neither path
+/// verifies them, and the comparison is between the paths.
+fn reply_frame(forwarded: &[u8], flags: u8) -> Vec<u8> {
+    let mut f = forwarded.to_vec();
+    let (dst, src) = (f[0..6].to_vec(), f[6..12].to_vec());
+    f[0..6].copy_from_slice(&src);
+    f[6..12].copy_from_slice(&dst);
+    let (s, d) = (f[26..30].to_vec(), f[30..34].to_vec());
+    f[26..30].copy_from_slice(&d);
+    f[30..34].copy_from_slice(&s);
+    let (sp, dp) = (f[34..36].to_vec(), f[36..38].to_vec());
+    f[34..36].copy_from_slice(&dp);
+    f[36..38].copy_from_slice(&sp);
+    f[22] = 64;
+    if f[23] == 6 && f.len() > 47 {
+        f[47] = flags;
+    }
+    f
+}
+
+fn frame_for(op: &Op, forwarded: &[Vec<u8>]) -> Option<(Vec<u8>, u16)> {
+    match op {
+        Op::Client {
+            client,
+            sport,
+            port,
+            flags,
+            ttl,
+            payload,
+        } => Some((
+            client_frame(*client, *sport, *port, *flags, *ttl, *payload),
+            0,
+        )),
+        Op::Reply { n, flags } => {
+            let f = forwarded.get(n % forwarded.len().max(1))?;
+            Some((reply_frame(f, *flags), 1))
+        }
+        Op::Mutate { at, value, inner } => {
+            let (mut frame, port) = frame_for(inner, forwarded)?;
+            if let Some(b) = frame.get_mut(*at) {
+                *b ^= value;
+            }
+            Some((frame, port))
+        }
+    }
+}
+
+fn counters_of(w: &Worker) -> Vec<u64> {
+    let c = w.counters();
+    let mut v = vec![
+        c.handoff_in.get(),
+        c.handoff_out.get(),
+        c.new_connections.get(),
+        c.active_connections.get(),
+        c.rejects_sent.get(),
+        c.total_drops(),
+    ];
+    for id in 1..=4 {
+        let s = c.service(id).expect("slot");
+        v.extend([
+            s.packets.get(),
+            s.bytes.get(),
+            s.new_connections.get(),
+            s.rejected.get(),
+        ]);
+    }
+    for id in 1..=3 {
+        let b = c.backend(id).expect("slot");
+        v.extend([
+            b.packets.get(),
+            b.bytes.get(),
+            b.packets_from_backend.get(),
+            b.bytes_from_backend.get(),
+            b.new_connections.get(),
+        ]);
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Packet by packet through `process` (fast path first) vs the general path alone.
+    #[test]
+    fn process_matches_the_general_path(ops in prop::collection::vec(op(), 1..150)) {
+        let snap = snapshot();
+        let (mut fast, mut general) = (worker(), worker());
+        let mut forwarded: Vec<Vec<u8>> = Vec::new();
+        for (i, op) in ops.iter().enumerate() {
+            let Some((frame, ingress)) = frame_for(op, &forwarded) else { continue };
+            let now = Tick(1 + i as u32);
+            let (mut a, mut b) = (frame.clone(), frame);
+            let va = fast.process(&snap, &mut a, ingress, now, false);
+            let vb = general.classify_and_translate(&snap, &mut b, ingress, now, false);
+            if let Verdict::Drop(reason) = vb {
+                general.counters.count_drop(reason);
+            }
+            prop_assert_eq!(va, vb, "op {} {:?}", i, op);
+            prop_assert_eq!(&a, &b, "op {} {:?}", i, op);
+            if matches!(va, Verdict::Forward { .. }) && ingress == 0 && a.len() >= 54
+                && a[12..14] == [8, 0] && a[14] == 0x45
+            {
+                forwarded.push(a);
+            }
+        }
+        prop_assert_eq!(counters_of(&fast), counters_of(&general));
+    }
+
+    /// The same through `process_burst` in bursts of random size.
+    #[test]
+    fn process_burst_matches_the_general_path(
+        ops in prop::collection::vec(op(), 1..150),
+        burst in 1usize..=BURST,
+    ) {
+        let snap = snapshot();
+        let (mut fast, mut general) = (worker(), worker());
+        let mut forwarded: Vec<Vec<u8>> = Vec::new();
+        for (n, chunk) in ops.chunks(burst).enumerate() {
+            let now = Tick(1 + n as u32);
+            // One burst comes from one port: split by ingress, keeping order within each.
+            for ingress in [0u16, 1] {
+                let frames: Vec<Vec<u8>> = chunk
+                    .iter()
+                    .filter_map(|op| frame_for(op, &forwarded))
+                    .filter(|(_, port)| *port == ingress)
+                    .map(|(frame, _)| frame)
+                    .collect();
+                let mut a = frames.clone();
+                let mut verdicts = [Verdict::Drop(DropReason::NotIp); BURST];
+                fast.process_burst(&snap, &mut a, ingress, now, &mut verdicts);
+                for (i, mut b) in frames.into_iter().enumerate() {
+                    let vb = general.classify_and_translate(&snap, &mut b, ingress, now, false);
+                    if let Verdict::Drop(reason) = vb {
+                        general.counters.count_drop(reason);
+                    }
+                    prop_assert_eq!(verdicts[i], vb);
+                    prop_assert_eq!(&a[i], &b);
+                }
+                for (i, out) in a.into_iter().enumerate() {
+                    if matches!(verdicts[i], Verdict::Forward { .. }) && ingress == 0
+                        && out.len() >= 54 && out[12..14] == [8, 0] && out[14] == 0x45
+                    {
+                        forwarded.push(out);
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(counters_of(&fast), counters_of(&general));
+    }
+}
+
+#[test]
+fn recognise_takes_only_the_plain_shape() {
+    let tcp = client_frame(1, 40000, 80, 0x10, 64, 6);
+    let fast = fast::recognise(&tcp).expect("plain TCP is recognised");
+    assert_eq!(fast.key.src, Addr::from_v4([198, 18, 0, 1]));
+    assert_eq!(
+        (fast.key.src_port, fast.key.dst_port, fast.tcp_flags),
+        (40000, 80, 0x10)
+    );
+    assert_eq!(fast.wire_len as usize, tcp.len());
+    let mut options = tcp.clone();
+    options[14] = 0x46;
+    assert!(fast::recognise(&options).is_none(), "IP options");
+    let mut fragment = tcp.clone();
+    fragment[20] = 0x20; // MF
+    assert!(fast::recognise(&fragment).is_none(), "fragment");
+    let mut dont_fragment = tcp.clone();
+    dont_fragment[20] = 0x40; // DF only
+    assert!(
+        fast::recognise(&dont_fragment).is_some(),
+        "DF is a whole packet"
+    );
+    let mut long = tcp.clone();
+    long[17] = long[17].wrapping_add(1); // total length beyond the frame
+    assert!(fast::recognise(&long).is_none(), "truncated");
+    assert!(fast::recognise(&tcp[..40]).is_none(), "short frame");
+    let udp = client_frame(1, 40000, 53, 0, 64, 20);
+    assert!(fast::recognise(&udp).is_some());
+    let mut bad_udp_len = udp.clone();
+    bad_udp_len[38] = 0xff;
+    assert!(
+        fast::recognise(&bad_udp_len).is_none(),
+        "UDP length beyond the packet"
+    );
+}
+
+#[test]
+fn an_established_flow_takes_the_fast_path_both_ways() {
+    let snap = snapshot();
+    let mut w = worker();
+    let mut syn = client_frame(1, 40000, 80, 0x02, 64, 0);
+    assert_eq!(
+        w.process(&snap, &mut syn, 0, Tick(1), false),
+        Verdict::Forward { port: 1 }
+    );
+    let ack = client_frame(1, 40000, 80, 0x10, 64, 6);
+    let fast = fast::recognise(&ack).expect("recognised");
+    let hash = w.conns.hash_key(&fast.key);
+    let mut out = ack.clone();
+    assert_eq!(
+        w.forward_established(&snap, &mut out, &fast, hash, Tick(2), false),
+        Some(Verdict::Forward { port: 1 }),
+        "the client's ACK is forwarded by the fast path"
+    );
+    let mut reply = reply_frame(&out, 0x10);
+    let fast = fast::recognise(&reply).expect("recognised");
+    let hash = w.conns.hash_key(&fast.key);
+    assert_eq!(
+        w.forward_established(&snap, &mut reply, &fast, hash, Tick(3), false),
+        Some(Verdict::Forward { port: 0 }),
+        "the backend's reply is forwarded by the fast path"
+    );
+    assert_eq!(&reply[26..30], &VIP, "the reply leaves from the VIP");
+    let unknown = client_frame(2, 40001, 80, 0x10, 64, 0);
+    let fast = fast::recognise(&unknown).expect("recognised");
+    let hash = w.conns.hash_key(&fast.key);
+    assert_eq!(
+        w.forward_established(&snap, &mut unknown.clone(), &fast, hash, Tick(4), false),
+        None,
+        "a packet of no connection is left to the general path"
+    );
+}
