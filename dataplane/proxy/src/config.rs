@@ -5,6 +5,7 @@
 //! nothing. Routes whose hostnames do not intersect a listener's are not attached to it (the
 //! controller reports that in the route's status), which is not an error.
 
+use crate::fasthash::FastMap;
 use crate::hostname::{self, HostPattern};
 use crate::metrics::Metrics;
 use crate::table::{
@@ -754,7 +755,7 @@ pub fn compile(
     // Group listeners into sockets.
     let mut sockets: HashMap<SocketKey, (Protocol, Vec<(usize, ListenerRoutes)>)> = HashMap::new();
     for draft in drafts {
-        let mut exact = HashMap::new();
+        let mut exact = FastMap::default();
         let mut wildcards = Vec::new();
         for (host, mut matches) in draft.hosts {
             matches.sort_by(CompiledMatch::precedence);

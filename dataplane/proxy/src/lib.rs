@@ -21,6 +21,7 @@ pub mod admin;
 pub mod api;
 pub mod config;
 pub mod control;
+pub mod fasthash;
 pub mod filters;
 pub mod hostname;
 pub mod listeners;

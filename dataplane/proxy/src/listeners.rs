@@ -174,7 +174,7 @@ async fn accept_loop(
         let protocol = ctx.table.load().sockets.get(&key).map(|s| s.protocol);
         let Some(protocol) = protocol else { continue };
         ctx.metrics.connections_total.fetch_add(1, Relaxed);
-        let info = Arc::new(ConnInfo::new(key, peer, protocol));
+        let info = Arc::new(ConnInfo::new(ctx.clone(), key, peer, protocol));
         let stop = stop.clone();
         let tls = match protocol {
             Protocol::Http => None,
@@ -266,10 +266,7 @@ where
         .max_concurrent_streams(1024)
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let peer = info.peer;
-    let service_ctx = ctx.clone();
-    let service = hyper::service::service_fn(move |request| {
-        handle(service_ctx.clone(), info.clone(), request)
-    });
+    let service = hyper::service::service_fn(move |request| handle(info.clone(), request));
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {

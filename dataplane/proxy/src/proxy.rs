@@ -7,6 +7,7 @@ use crate::hostname;
 use crate::metrics::{Metrics, RouteMetrics, NO_ROUTE};
 use crate::router::RequestView;
 use crate::table::{Backend, Filter, Protocol, Rule, SocketKey, Table};
+use crate::upstream::PooledBody;
 use crate::upstream::Upstream;
 use crate::workers::Workers;
 use arc_swap::ArcSwap;
@@ -14,15 +15,58 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
+/// A response body: a local answer or the backend's (a concrete enum rather than a boxed
+/// trait object: no allocation and no dynamic dispatch per request).
+#[derive(Debug)]
+pub enum Body {
+    /// A complete body (`None` once sent).
+    Full(Option<Bytes>),
+    Upstream(PooledBody),
+}
+
+impl Body {
+    fn full(bytes: Bytes) -> Body {
+        Body::Full(Some(bytes).filter(|b| !b.is_empty()))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Body::Upstream(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(data) => data.is_none(),
+            Body::Upstream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Body::Upstream(body) => body.size_hint(),
+        }
+    }
+}
 
 /// What every request handler shares.
 #[derive(Debug)]
@@ -51,6 +95,7 @@ impl Context {
 /// The client connection a request came on.
 #[derive(Debug)]
 pub struct ConnInfo {
+    pub ctx: Arc<Context>,
     pub socket: SocketKey,
     pub peer: SocketAddr,
     /// What the client actually speaks on this connection (TLS or not).
@@ -63,7 +108,12 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub fn new(socket: SocketKey, peer: SocketAddr, protocol: Protocol) -> ConnInfo {
+    pub fn new(
+        ctx: Arc<Context>,
+        socket: SocketKey,
+        peer: SocketAddr,
+        protocol: Protocol,
+    ) -> ConnInfo {
         let client = match peer.ip() {
             IpAddr::V6(v6) => v6
                 .to_ipv4_mapped()
@@ -76,6 +126,7 @@ impl ConnInfo {
             IpAddr::V6(a) => format!("\"[{a}]\""),
         };
         ConnInfo {
+            ctx,
             socket,
             peer,
             protocol,
@@ -87,11 +138,7 @@ impl ConnInfo {
 }
 
 pub fn local_response(status: StatusCode, text: &'static str) -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(Bytes::from_static(text.as_bytes()))
-            .map_err(|n| match n {})
-            .boxed(),
-    );
+    let mut response = Response::new(Body::full(Bytes::from_static(text.as_bytes())));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -102,13 +149,13 @@ pub fn local_response(status: StatusCode, text: &'static str) -> Response<Body> 
 
 /// Serves one request; never fails (errors become responses).
 pub async fn handle(
-    ctx: Arc<Context>,
     conn: Arc<ConnInfo>,
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let start = Instant::now();
+    let ctx = &*conn.ctx;
     let table = ctx.table.load_full();
-    let (response, metrics) = route(&ctx, &table, &conn, request).await;
+    let (response, metrics) = route(ctx, &table, &conn, request).await;
     metrics.record(response.status().as_u16(), start.elapsed());
     Ok(response)
 }
@@ -155,8 +202,7 @@ async fn route<'t>(
             location,
             rule,
         } => {
-            let mut response =
-                Response::new(Full::new(Bytes::new()).map_err(|n| match n {}).boxed());
+            let mut response = Response::new(Body::Full(None));
             *response.status_mut() = status;
             match HeaderValue::from_str(&location) {
                 Ok(v) => {
@@ -267,7 +313,7 @@ async fn route<'t>(
     strip_hop_by_hop(&mut parts.headers);
     parts.version = downstream_version;
     response_header_filters(rule, backend, &mut parts.headers);
-    (Response::from_parts(parts, body.boxed()), metrics)
+    (Response::from_parts(parts, Body::Upstream(body)), metrics)
 }
 
 /// The request's authority: `:authority` (HTTP/2, absolute-form) or the Host header (a

@@ -2,13 +2,13 @@
 //! `config::compile` (regexes compiled, hostnames indexed, matches pre-sorted by the spec's
 //! precedence) and swapped in atomically; requests in flight keep the table they started with.
 
+use crate::fasthash::FastMap;
 use crate::hostname::HostPattern;
 use crate::metrics::RouteMetrics;
 use crate::tls::CertEntry;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use regex::Regex;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -49,7 +49,7 @@ impl Protocol {
 /// Everything the proxy serves.
 #[derive(Debug, Default)]
 pub struct Table {
-    pub sockets: HashMap<SocketKey, Arc<SocketRoutes>>,
+    pub sockets: FastMap<SocketKey, Arc<SocketRoutes>>,
 }
 
 /// The listeners sharing one bound socket (the Gateway API's listener merging by hostname).
@@ -67,7 +67,7 @@ pub struct ListenerRoutes {
     pub name: Arc<str>,
     pub hostname: HostPattern,
     /// Routes whose (intersected) hostname is an exact name, by that name.
-    pub exact: HashMap<String, Vec<CompiledMatch>>,
+    pub exact: FastMap<String, Vec<CompiledMatch>>,
     /// Wildcard hostnames, longest suffix first, then the routes without hostname (`Any`).
     pub wildcards: Vec<(HostPattern, Vec<CompiledMatch>)>,
     /// HTTPS certificates of this listener, in table order.

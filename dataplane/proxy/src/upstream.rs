@@ -5,10 +5,12 @@
 //! Our own pool of hyper `http1::SendRequest` handles instead of hyper-util's legacy
 //! `Client`: that client does a lot per request (URI/pool-key parsing, a pool checkout future,
 //! a spawned task to return the connection, Arc'd callbacks), which was the largest single
-//! cost of the request path in profiles. Here a request is: lock, pop the most recently used
-//! idle connection (LIFO keeps few connections hot), send; the connection goes back to the
-//! pool when the response body ends (see `PooledBody`), without spawning anything.
+//! cost of the request path in profiles. Here a request is: pop the most recently used idle
+//! connection of this thread's pool (LIFO keeps few connections hot; no lock: one pool per
+//! worker thread), send; the connection goes back to the pool when the response body ends
+//! (see `PooledBody`), without spawning anything.
 
+use crate::fasthash::FastMap;
 use bytes::Bytes;
 use http::uri::Authority;
 use http::{Request, Response};
@@ -16,19 +18,19 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use std::collections::{HashMap, VecDeque};
+use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpStream;
 
-/// Idle pooled connections are closed after this (below nginx's default keepalive_timeout of
-/// 75 s, so the proxy closes first and rarely reuses a connection the backend is closing).
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How often idle connections past `POOL_IDLE_TIMEOUT` are closed.
+/// Idle connections are closed after 50-60 s: `IDLE_GENERATIONS` sweeps of `SWEEP_INTERVAL`
+/// (below nginx's default keepalive_timeout of 75 s, so the proxy closes first and rarely
+/// reuses a connection the backend is closing).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+const IDLE_GENERATIONS: u64 = 6;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 const MAX_IDLE_PER_ENDPOINT: usize = 1024;
@@ -62,98 +64,150 @@ impl std::error::Error for UpstreamError {}
 
 struct Idle {
     sender: Sender,
-    since: Instant,
+    /// The pool's sweep generation when the connection became idle (no clock read per
+    /// request: the sweeper's tick is the clock).
+    since: u64,
 }
 
+/// The idle connections of one thread, per endpoint.
+///
+/// Per thread, not shared: every worker runs its own single-threaded runtime, and a backend
+/// connection's task lives on the runtime that opened it, so a shared pool only added a lock
+/// (and cross-thread cache-line traffic) to every request. With several workers each keeps
+/// its own hot connections, as nginx's worker processes do.
 #[derive(Default)]
 struct Pool {
-    idle: Mutex<HashMap<Authority, VecDeque<Idle>>>,
-    /// Set once the sweeper task runs.
-    sweeping: std::sync::atomic::AtomicBool,
+    idle: RefCell<FastMap<PoolKey, Vec<Idle>>>,
+    /// Sweep ticks so far (the age unit of idle connections).
+    generation: Cell<u64>,
+    /// Set once this thread's sweeper task runs.
+    sweeping: Cell<bool>,
+}
+
+/// An endpoint as a pool key: hashed as one string (`Authority` hashes byte by byte,
+/// lowercasing each) and compared exactly (the table's endpoints are canonical).
+#[derive(Clone, Debug)]
+struct PoolKey(Authority);
+
+impl PartialEq for PoolKey {
+    fn eq(&self, other: &PoolKey) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for PoolKey {}
+
+impl Hash for PoolKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `str` hashes (the `Borrow<str>` lookups rely on it).
+        self.0.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for PoolKey {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+thread_local! {
+    static POOL: Pool = Pool::default();
 }
 
 impl Pool {
+    fn expired(&self, entry: &Idle) -> bool {
+        self.generation.get().saturating_sub(entry.since) >= IDLE_GENERATIONS
+            || entry.sender.is_closed()
+    }
+
     fn checkout(&self, endpoint: &Authority) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(endpoint)?;
-        while let Some(entry) = list.pop_back() {
-            if !entry.sender.is_closed() && entry.since.elapsed() < POOL_IDLE_TIMEOUT {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(endpoint.as_str())?;
+        // Most recently used first (LIFO keeps few connections hot).
+        while let Some(entry) = list.pop() {
+            if !self.expired(&entry) {
                 return Some(entry.sender);
             }
         }
         None
     }
 
-    fn checkin(self: &Arc<Self>, endpoint: Authority, sender: Sender) {
+    fn checkin(&self, endpoint: Authority, sender: Sender) {
         if sender.is_closed() {
             return;
         }
-        let since = Instant::now();
         {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let list = idle.entry(endpoint).or_default();
+            let mut idle = self.idle.borrow_mut();
+            let list = idle.entry(PoolKey(endpoint)).or_default();
             if list.len() >= MAX_IDLE_PER_ENDPOINT {
                 return;
             }
-            list.push_back(Idle { sender, since });
+            list.push(Idle {
+                sender,
+                since: self.generation.get(),
+            });
         }
-        if !self
-            .sweeping
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            self.start_sweeper();
+        if !self.sweeping.replace(true) {
+            start_sweeper();
         }
     }
 
-    /// Closes idle connections past the idle timeout (dropping the handle ends the
-    /// connection task, which closes the socket); stops when the pool is gone.
-    fn start_sweeper(self: &Arc<Self>) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            self.sweeping
-                .store(false, std::sync::atomic::Ordering::Relaxed);
-            return;
+    /// One sweeper tick: closes the idle connections past the idle timeout (dropping the
+    /// handle ends the connection task, which closes the socket).
+    fn sweep(&self) {
+        self.generation.set(self.generation.get() + 1);
+        let expired: Vec<Idle> = {
+            let mut idle = self.idle.borrow_mut();
+            let mut expired = Vec::new();
+            idle.retain(|_, list| {
+                // Oldest at the front.
+                let keep_from = list
+                    .iter()
+                    .position(|e| !self.expired(e))
+                    .unwrap_or(list.len());
+                expired.extend(list.drain(..keep_from));
+                // A closed connection in the middle is skipped at checkout.
+                !list.is_empty()
+            });
+            expired
         };
-        let pool: Weak<Pool> = Arc::downgrade(self);
-        runtime.spawn(async move {
-            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let Some(pool) = pool.upgrade() else { return };
-                let expired: Vec<Idle> = {
-                    let mut idle = pool.idle.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut expired = Vec::new();
-                    idle.retain(|_, list| {
-                        // Oldest at the front.
-                        while list.front().is_some_and(|e| {
-                            e.since.elapsed() >= POOL_IDLE_TIMEOUT || e.sender.is_closed()
-                        }) {
-                            expired.extend(list.pop_front());
-                        }
-                        !list.is_empty()
-                    });
-                    expired
-                };
-                // Dropped outside the lock.
-                drop(expired);
-            }
-        });
+        // Dropped outside the borrow (dropping may run connection code).
+        drop(expired);
     }
+}
+
+/// Starts the idle sweeper of the current thread's pool on the current runtime. On a
+/// worker's single-threaded runtime the task always runs on that thread, so it sweeps the
+/// pool it was started for; elsewhere (tests: a multi-threaded runtime) it sweeps the pool
+/// of whichever thread runs it, which is still correct, only less precise.
+fn start_sweeper() {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        POOL.with(|p| p.sweeping.set(false));
+        return;
+    };
+    runtime.spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            POOL.with(Pool::sweep);
+        }
+    });
 }
 
 impl fmt::Debug for Pool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let idle = self.idle.borrow();
         f.debug_struct("Pool")
-            .field("idle", &idle.values().map(VecDeque::len).sum::<usize>())
+            .field("idle", &idle.values().map(Vec::len).sum::<usize>())
             .finish()
     }
 }
 
+/// The backend client (the pool itself is per thread, see `Pool`).
 #[derive(Clone, Debug, Default)]
-pub struct Upstream {
-    pool: Arc<Pool>,
-}
+pub struct Upstream {}
 
 impl Upstream {
     pub fn new() -> Upstream {
@@ -168,7 +222,7 @@ impl Upstream {
         endpoint: &Authority,
         mut request: Request<Incoming>,
     ) -> Result<Response<PooledBody>, UpstreamError> {
-        while let Some(mut sender) = self.pool.checkout(endpoint) {
+        while let Some(mut sender) = POOL.with(|p| p.checkout(endpoint)) {
             if sender.ready().await.is_err() {
                 continue;
             }
@@ -198,7 +252,7 @@ impl Upstream {
             let mut body = PooledBody {
                 body,
                 first: None,
-                ret: Some((self.pool.clone(), endpoint.clone(), sender)),
+                ret: Some((endpoint.clone(), sender)),
             };
             // Bodyless responses (204, 304, HEAD, Content-Length: 0) may never be polled.
             if body.body.is_end_stream() {
@@ -243,7 +297,9 @@ pub struct PooledBody {
     body: Incoming,
     /// A frame read ahead by `prefetch`, served first.
     first: Option<Frame<Bytes>>,
-    ret: Option<(Arc<Pool>, Authority, Sender)>,
+    /// Where the connection goes back to (the pool of the thread that reads the body to
+    /// the end: the connection's own worker).
+    ret: Option<(Authority, Sender)>,
 }
 
 impl PooledBody {
@@ -270,8 +326,9 @@ impl PooledBody {
     }
 
     fn release(&mut self) {
-        if let Some((pool, endpoint, sender)) = self.ret.take() {
-            pool.checkin(endpoint, sender);
+        if let Some((endpoint, sender)) = self.ret.take() {
+            // A thread being torn down has no pool any more: the connection just closes.
+            let _ = POOL.try_with(|p| p.checkin(endpoint, sender));
         }
     }
 }
