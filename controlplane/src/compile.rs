@@ -141,6 +141,7 @@ fn service_config(
                 state: match b.state {
                     state::BackendState::Active => BackendState::Active,
                     state::BackendState::Draining => BackendState::Draining,
+                    state::BackendState::Reject => BackendState::Reject,
                 },
             })
             .collect(),
@@ -261,7 +262,8 @@ pub fn compile_with_health<S: AsRef<str>>(
     // `config.services` follows `state.services()` order (see `snapshot_config_with_keys`).
     for (service, (name, stored)) in config.services.iter_mut().zip(state.services()) {
         for (backend, spec) in service.backends.iter_mut().zip(&stored.spec.backends) {
-            if health.is_down(name, spec.endpoint()) {
+            // REJECT backends are never probed; keep them refusing their share.
+            if spec.state != state::BackendState::Reject && health.is_down(name, spec.endpoint()) {
                 backend.state = BackendState::Draining;
             }
         }
@@ -446,6 +448,28 @@ mod tests {
         health.record(&key, Ok(()));
         let fourth = compile_with_health(&state, &PORTS, Some(&third), &health).unwrap();
         assert!(fourth.service(&key_of(&web)).unwrap().backends[0].takes_new_flows());
+    }
+
+    #[test]
+    fn reject_backends_reach_the_snapshot_and_stay_selectable() {
+        use crate::health::{BackendKey, HealthTable};
+        let mut state = DesiredState::with_selection_seed(42);
+        let mut web = service("web", 10);
+        web.backends[1].state = state::BackendState::Reject;
+        state.apply_service(web.clone(), None).unwrap();
+        let health = HealthTable::new();
+        // Even a (never expected) DOWN record must not turn a REJECT backend into draining.
+        let key = BackendKey {
+            service: "web".into(),
+            endpoint: web.backends[1].endpoint(),
+        };
+        health.track(key.clone(), 1, 1);
+        health.record(&key, Err("connect: connection refused".into()));
+        let snapshot = compile_with_health(&state, &PORTS, None, &health).unwrap();
+        let compiled = snapshot.service(&key_of(&web)).unwrap();
+        assert_eq!(compiled.backends[1].state, BackendState::Reject);
+        assert!(compiled.backends[1].takes_new_flows());
+        assert_eq!(compiled.backends[0].state, BackendState::Active);
     }
 
     fn key_of(spec: &state::ServiceSpec) -> ServiceKey {

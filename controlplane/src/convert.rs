@@ -45,6 +45,7 @@ pub fn backend_state_to_proto(state: BackendState) -> v1::BackendState {
     match state {
         BackendState::Active => v1::BackendState::Active,
         BackendState::Draining => v1::BackendState::Draining,
+        BackendState::Reject => v1::BackendState::Reject,
     }
 }
 

@@ -68,6 +68,9 @@ pub enum BackendState {
     #[default]
     Active,
     Draining,
+    /// Takes its share of new connections and refuses them (the Gateway API's invalid
+    /// backendRefs); never contacted, never health-checked.
+    Reject,
 }
 
 /// One backend of a service.

@@ -286,6 +286,7 @@ fn backend_state(parser: &mut Parser, field: &str, value: i32) -> Option<Backend
     match v1::BackendState::try_from(value) {
         Ok(v1::BackendState::Unspecified | v1::BackendState::Active) => Some(BackendState::Active),
         Ok(v1::BackendState::Draining) => Some(BackendState::Draining),
+        Ok(v1::BackendState::Reject) => Some(BackendState::Reject),
         Err(_) => {
             parser.fail(field, format_args!("unknown backend state {value}"));
             None
@@ -1378,6 +1379,23 @@ mod tests {
             "defaults are returned filled in"
         );
         assert_eq!(back.backends[1].weight, Some(0));
+    }
+
+    #[test]
+    fn reject_state_round_trips() {
+        let mut s = service();
+        s.backends[1].state = v1::BackendState::Reject.into();
+        let spec = service_from_proto(&s, "service").unwrap();
+        assert_eq!(spec.backends[1].state, BackendState::Reject);
+        assert_eq!(spec.backends[0].state, BackendState::Active);
+        let back = convert::service_spec_to_proto(&spec);
+        assert_eq!(back.backends[1].state, v1::BackendState::Reject as i32);
+        assert_eq!(service_from_proto(&back, "service").unwrap(), spec);
+        s.backends[1].state = 4;
+        assert_eq!(
+            errors(s),
+            ["service.backends[1].state: unknown backend state 4"]
+        );
     }
 
     #[test]

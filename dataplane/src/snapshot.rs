@@ -54,6 +54,10 @@ pub enum BackendState {
     Active,
     /// Keeps its established flows (the connection table has them) but gets no new ones.
     Draining,
+    /// Selected like `Active` for new flows, which the pipeline then refuses (TCP reset / ICMP
+    /// port unreachable) without creating a connection: the Gateway API's invalid backendRefs.
+    /// Its address is never contacted.
+    Reject,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -70,10 +74,11 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Whether selection may send new flows here.
+    /// Whether selection may send new flows here (a `Reject` backend takes its share to
+    /// refuse it).
     #[inline]
     pub fn takes_new_flows(&self) -> bool {
-        self.state == BackendState::Active && self.weight > 0
+        matches!(self.state, BackendState::Active | BackendState::Reject) && self.weight > 0
     }
 }
 

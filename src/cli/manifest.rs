@@ -23,7 +23,7 @@
 //!   - address: 198.19.0.1        # required
 //!     port: 8080                 # required
 //!     weight: 2                  # 0..=1000000, default 1
-//!     state: active              # active | draining                         (default active)
+//!     state: active              # active | draining | reject                (default active)
 //! healthCheck:                   # optional; unset means no checks
 //!   type: http                   # none | ping | tcp | udp | http | https
 //!   interval: 5s                 # durations: 250ms, 5s, 1m30s
@@ -125,6 +125,9 @@ pub enum BackendStateName {
         alias = "BACKEND_STATE_DRAINING"
     )]
     Draining,
+    /// Takes its share of new connections and refuses them (invalid Gateway API backendRefs).
+    #[serde(rename = "reject", alias = "REJECT", alias = "BACKEND_STATE_REJECT")]
+    Reject,
 }
 
 /// Kind of active health check.
@@ -242,6 +245,7 @@ impl BackendStateName {
     pub fn from_proto(raw: i32) -> BackendStateName {
         match v1::BackendState::try_from(raw) {
             Ok(v1::BackendState::Draining) => BackendStateName::Draining,
+            Ok(v1::BackendState::Reject) => BackendStateName::Reject,
             _ => BackendStateName::Active,
         }
     }
@@ -251,6 +255,7 @@ impl BackendStateName {
         match self {
             BackendStateName::Active => v1::BackendState::Active,
             BackendStateName::Draining => v1::BackendState::Draining,
+            BackendStateName::Reject => v1::BackendState::Reject,
         }
     }
 
@@ -259,6 +264,7 @@ impl BackendStateName {
         match self {
             BackendStateName::Active => "active",
             BackendStateName::Draining => "draining",
+            BackendStateName::Reject => "reject",
         }
     }
 }
@@ -389,7 +395,7 @@ pub struct BackendManifest {
     /// Relative share of new connections; unset: 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
-    /// Active or draining.
+    /// Active, draining or reject.
     #[serde(default)]
     pub state: BackendStateName,
     /// Output only.
@@ -855,6 +861,17 @@ healthCheck:
 
     fn parse(text: &str) -> Result<Vec<ServiceManifest>, String> {
         parse_services(text, "test.yaml")
+    }
+
+    #[test]
+    fn reject_state_round_trips() {
+        let text = FULL.replace("state: draining", "state: reject");
+        let proto = parse(&text).unwrap()[0].to_proto().unwrap();
+        assert_eq!(proto.backends[1].state, v1::BackendState::Reject as i32);
+        let name = BackendStateName::from_proto(proto.backends[1].state);
+        assert_eq!(name, BackendStateName::Reject);
+        assert_eq!(name.as_str(), "reject");
+        assert_eq!(name.to_proto(), v1::BackendState::Reject);
     }
 
     #[test]

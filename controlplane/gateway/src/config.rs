@@ -190,14 +190,18 @@ pub struct Settings {
     pub default_mode: NatMode,
     /// The Service whose endpoints are the sluice-proxy instances (HTTP/HTTPS listeners).
     pub proxy_service: Option<ServiceRef>,
-    /// Represent invalid backendRefs by an unreachable sentinel backend carrying their weight
-    /// (see docs/gateway.md); off: their share goes to the valid backends.
+    /// Represent invalid backendRefs by a REJECT sentinel backend carrying their weight, so
+    /// that share of connections is refused (see docs/gateway.md); off: their share goes to
+    /// the valid backends.
     pub reject_sentinel: bool,
 }
 
-/// The sentinel backend that stands for invalid backendRefs: a loopback address, which the
-/// appliance has no route to, so connections given to it fail.
+/// The sentinel backend that stands for invalid backendRefs of an IPv4 service: state REJECT,
+/// so sluiced refuses its share of new connections (TCP reset / ICMP port unreachable). The
+/// address is a placeholder that is never contacted (sluiced requires one, of the VIP's family).
 pub const REJECT_SENTINEL: (&str, u32) = ("127.0.0.1", 9);
+/// The same for an IPv6 service.
+pub const REJECT_SENTINEL_V6: (&str, u32) = ("::1", 9);
 
 impl Default for Settings {
     fn default() -> Settings {

@@ -58,7 +58,7 @@ struct Args {
     /// selectorvalue labels and loxilb.io/lbmode, loxilb.io/liveness annotations.
     #[arg(long)]
     loxilb_compat: bool,
-    /// Invalid backendRefs lose their share instead of a failing sentinel backend.
+    /// Invalid backendRefs lose their share instead of a REJECT sentinel backend refusing it.
     #[arg(long)]
     no_reject_sentinel: bool,
     /// PEM CA certificate(s) that verify https:// sluiced/proxy endpoints (default: the

@@ -4,7 +4,7 @@
 //! current time used for new condition transitions), so a restart of the controller computes
 //! the same programme and the same statuses again.
 
-use crate::config::{NatMode, Settings, LOXILB_CONTROLLER, REJECT_SENTINEL};
+use crate::config::{NatMode, Settings, LOXILB_CONTROLLER, REJECT_SENTINEL, REJECT_SENTINEL_V6};
 use crate::ipam::{self, IpamError};
 use crate::l7;
 use crate::model::{Key, L4Kind, Meta, Obj, RouteKind, World, GATEWAY_GROUP};
@@ -734,7 +734,8 @@ fn resolve_backend(
 
 /// Turns weighted backendRefs into sluiced backends: each ref's weight is shared among its
 /// endpoints (scaled by 1000 so small weights divide evenly enough); invalid refs become one
-/// sentinel backend with their total share when `reject_sentinel` is on and some ref is valid.
+/// REJECT sentinel backend with their total share when `reject_sentinel` is on and some ref is
+/// valid (with none valid the service has no backends, and sluiced refuses every connection).
 pub fn weighted_backends(
     refs: &[ResolvedBackend],
     vip_v4: bool,
@@ -791,11 +792,17 @@ pub fn weighted_backends(
             ..Default::default()
         })
         .collect();
-    if sentinel && any_valid && invalid_share > 0 && vip_v4 {
+    if sentinel && any_valid && invalid_share > 0 {
+        let (address, port) = if vip_v4 {
+            REJECT_SENTINEL
+        } else {
+            REJECT_SENTINEL_V6
+        };
         out.push(v1::Backend {
-            address: REJECT_SENTINEL.0.into(),
-            port: REJECT_SENTINEL.1,
+            address: address.into(),
+            port,
             weight: Some(scale(invalid_share)),
+            state: v1::BackendState::Reject.into(),
             ..Default::default()
         });
     }

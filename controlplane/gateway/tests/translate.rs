@@ -5,7 +5,9 @@ use serde_json::Value;
 use sluice_gateway::config::{NatMode, Pool, ServiceRef, Settings};
 use sluice_gateway::model::World;
 use sluice_gateway::static_source::parse_documents;
-use sluice_gateway::translate::{intersect_hostnames, translate, Outcome};
+use sluice_gateway::translate::{
+    intersect_hostnames, translate, weighted_backends, Outcome, ResolvedBackend,
+};
 use sluice_proto::v1;
 
 const NOW: &str = "2026-11-26T20:00:00Z";
@@ -419,6 +421,17 @@ fn weights_are_shared_by_endpoints_and_invalid_refs_keep_their_share() {
             ("127.0.0.1".into(), 9, 4000),
         ]
     );
+    // The sentinel is a REJECT backend (sluiced refuses its share); the others are ACTIVE.
+    let states: Vec<i32> = svc.backends.iter().map(|b| b.state).collect();
+    assert_eq!(
+        states,
+        [
+            v1::BackendState::Unspecified as i32,
+            v1::BackendState::Unspecified as i32,
+            v1::BackendState::Unspecified as i32,
+            v1::BackendState::Reject as i32,
+        ]
+    );
     let c = route_parent(&out, "TCPRoute", "apps", "r");
     assert_cond(&c, "ResolvedRefs", "False", "BackendNotFound");
     assert_eq!(cond(&c, "ResolvedRefs")["observedGeneration"], 2);
@@ -428,6 +441,36 @@ fn weights_are_shared_by_endpoints_and_invalid_refs_keep_their_share() {
     s.reject_sentinel = false;
     let out = translate(&w, &s, NOW);
     assert_eq!(out.services["gw.apps.gw.tcp"].backends.len(), 3);
+}
+
+#[test]
+fn invalid_refs_of_an_ipv6_service_get_an_ipv6_reject_sentinel() {
+    let refs = [
+        ResolvedBackend {
+            display: "apps/a".into(),
+            weight: 1,
+            endpoints: Ok(vec![("2001:db8::1".parse().unwrap(), 8080)]),
+        },
+        ResolvedBackend {
+            display: "apps/missing".into(),
+            weight: 3,
+            endpoints: Err(("BackendNotFound", "apps/missing not found".into())),
+        },
+    ];
+    let out = weighted_backends(&refs, false, true);
+    assert_eq!(out.len(), 2);
+    assert_eq!(
+        (out[0].address.as_str(), out[0].port, out[0].weight),
+        ("2001:db8::1", 8080, Some(1000))
+    );
+    assert_eq!(out[0].state, v1::BackendState::Unspecified as i32);
+    assert_eq!(
+        (out[1].address.as_str(), out[1].port, out[1].weight),
+        ("::1", 9, Some(3000))
+    );
+    assert_eq!(out[1].state, v1::BackendState::Reject as i32);
+    // Switched off: the invalid share is dropped.
+    assert_eq!(weighted_backends(&refs, false, false).len(), 1);
 }
 
 #[test]

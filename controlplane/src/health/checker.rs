@@ -8,7 +8,7 @@
 
 use super::{probe, BackendKey, Health, HealthTable};
 use crate::server::Controller;
-use crate::state::{DesiredState, HealthCheck};
+use crate::state::{BackendState, DesiredState, HealthCheck};
 use core::net::IpAddr;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
@@ -33,7 +33,8 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-/// The probes the state asks for: every backend of every service with a health check.
+/// The probes the state asks for: every backend of every service with a health check, except
+/// REJECT backends (their address is a placeholder that is never contacted).
 fn wanted(state: &DesiredState) -> HashMap<BackendKey, Target> {
     let mut wanted = HashMap::new();
     for (name, stored) in state.services() {
@@ -41,6 +42,9 @@ fn wanted(state: &DesiredState) -> HashMap<BackendKey, Target> {
             continue;
         };
         for backend in &stored.spec.backends {
+            if backend.state == BackendState::Reject {
+                continue;
+            }
             wanted.insert(
                 BackendKey {
                     service: name.clone(),
@@ -241,6 +245,27 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         start.elapsed()
+    }
+
+    #[test]
+    fn reject_backends_are_never_probed() {
+        let mut state = DesiredState::with_selection_seed(1);
+        let mut spec = service("web", 10);
+        let mut reject = backend([127, 0, 0, 9]);
+        reject.state = BackendState::Reject;
+        spec.backends = vec![backend([127, 0, 0, 1]), reject];
+        spec.health_check = Some(HealthCheck {
+            probe: Probe::Tcp,
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(300),
+            rise: 1,
+            fall: 1,
+            port: None,
+        });
+        state.apply_service(spec, None).unwrap();
+        let wanted = wanted(&state);
+        let endpoints: Vec<_> = wanted.keys().map(|k| k.endpoint).collect();
+        assert_eq!(endpoints, [backend([127, 0, 0, 1]).endpoint()]);
     }
 
     /// The checker against real sockets on loopback: 127.0.0.1 listens on the check port,

@@ -51,7 +51,8 @@ pub struct ServiceCounters {
     pub packets: Counter,
     pub bytes: Counter,
     pub new_connections: Counter,
-    /// New flows refused because no backend took new flows (answered with RST/unreachable).
+    /// New flows refused (answered with RST/unreachable): no backend took new flows, or the
+    /// selected backend is a REJECT backend.
     pub rejected: Counter,
 }
 

@@ -25,7 +25,7 @@ use crate::conntrack::{
 use crate::flow::{Addr, FlowKey, NatMode, Proto};
 use crate::lb::RoundRobinCursors;
 use crate::neigh::{NeighbourCache, NeighbourTimers, PortInfo, Resolver};
-use crate::snapshot::{ServiceKey, Snapshot};
+use crate::snapshot::{BackendState, ServiceKey, Snapshot};
 use crate::wire::{self, EtherKind, PacketInfo, ParseError};
 
 pub use counters::{BackendCounters, Counter, ServiceCounters, WorkerCounters};
@@ -720,6 +720,13 @@ impl Worker {
             }
             return Err(self.reject(pkt, info, ingress));
         };
+        // A REJECT backend's share is refused outright, with no connection state.
+        if backend.state == BackendState::Reject {
+            if let Some(c) = self.counters.service(service.id) {
+                c.rejected.inc();
+            }
+            return Err(self.reject(pkt, info, ingress));
+        }
         let backend = *backend;
         let (reply, lease) = match service.mode {
             NatMode::Dnat => (

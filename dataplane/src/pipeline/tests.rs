@@ -756,6 +756,59 @@ fn service_without_backends_answers_tcp_with_reset_and_udp_with_port_unreachable
 }
 
 #[test]
+fn a_reject_backend_refuses_its_share_of_new_flows_with_resets() {
+    let mut c = Cluster::new(1);
+    let mut cfg = config(2);
+    // Service 1 (:80/tcp DNAT): backend 1 ACTIVE, backend 2 REJECT, equal weights.
+    cfg.services[0].backends.truncate(2);
+    cfg.services[0].backends[1].state = BackendState::Reject;
+    c.publish(cfg);
+    let (mut forwarded, mut reset) = (0u32, 0u32);
+    for cport in 30_000..30_200u16 {
+        let (v, out, _) = c.send(syn(cport), 0);
+        match v {
+            Verdict::Forward { .. } => {
+                assert_eq!(dst_backend(&out), 1, "only the ACTIVE backend is contacted");
+                forwarded += 1;
+            }
+            Verdict::Reply { port: 0 } => {
+                let p = etherparse::SlicedPacket::from_ethernet(&out).unwrap();
+                let etherparse::NetSlice::Ipv4(ip) = p.net.unwrap() else {
+                    panic!("not IPv4")
+                };
+                assert_eq!(ip.header().source(), VIP);
+                assert_eq!(ip.header().destination(), CLIENT);
+                let etherparse::TransportSlice::Tcp(t) = p.transport.unwrap() else {
+                    panic!("not TCP")
+                };
+                assert!(t.rst(), "a reset");
+                assert!(!t.syn());
+                assert_eq!((t.source_port(), t.destination_port()), (80, cport));
+                assert_eq!(t.acknowledgment_number(), 2, "acknowledges the SYN");
+                reset += 1;
+            }
+            other => panic!("unexpected verdict {other:?}"),
+        }
+    }
+    assert_eq!(forwarded + reset, 200);
+    assert!(
+        (70..=130).contains(&reset),
+        "about half refused: {reset} resets, {forwarded} forwarded"
+    );
+    let w = &c.workers[0];
+    assert_eq!(
+        w.counters().service(1).unwrap().rejected.get(),
+        u64::from(reset)
+    );
+    assert_eq!(w.counters().rejects_sent.get(), u64::from(reset));
+    assert_eq!(
+        c.total_conns(),
+        forwarded as usize,
+        "a refused flow leaves no connection"
+    );
+}
+
+#[test]
 fn ping_to_a_vip_is_answered() {
     let mut c = Cluster::new(1);
     let b = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC[0])
