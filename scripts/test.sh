@@ -14,8 +14,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (unit, property, EAL-on-vdev and end-to-end tests)"
 cargo test --workspace --locked
 
-echo "== release binaries (sluiced, sluicectl, sluice-bench, sluice-gateway, sluice-proxy)"
-cargo build --release --locked --quiet --workspace --bins
+echo "== release binaries (sluiced, sluicectl, sluice-bench; the e2e tests use the debug sluice-gateway and sluice-proxy that cargo test built)"
+cargo build --release --locked --quiet --bins
 
 echo "== sluice-bench smoke run (net_null pair, 2 s)"
 target/release/sluice-bench -l 0,1 --no-huge -m 512 --no-shconf --no-pci --log-level=warning \
