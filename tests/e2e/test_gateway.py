@@ -240,6 +240,8 @@ def test_invalid_backend_refuses_its_share_of_connections(sluiced, backends, man
             if reply.returncode == 0 and reply.stdout.startswith("backend "):
                 ok += 1
             else:
+                # Refused at once by a reset (curl: "couldn't connect", exit 7), not timed out.
+                assert reply.returncode == 7, (reply.returncode, reply.stderr)
                 failed += 1
         print(f"weights 1:1 with one invalid backendRef: {ok} answered, {failed} refused")
         # Binomial(40, 0.5): outside 8..32 has a probability below 1e-4.
