@@ -57,7 +57,40 @@ def backends(topology):
     shutil.rmtree(rundir, ignore_errors=True)
 
 
-class Sluiced:
+class Daemon:
+    """A background process with a log file and a gRPC API socket that sluicectl can reach
+    (`self.proc`, `self.log`, `self.log_path`, `self.socket` are set by the subclass)."""
+
+    stop_timeout = 30
+
+    def stop(self):
+        """SIGTERM; returns the exit code."""
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.proc = None
+        self.log.close()
+        return code
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def ctl(self, *args, check=True):
+        """Runs sluicectl against this daemon; returns the completed process."""
+        proc = run(binary("sluicectl"), "--server", f"unix://{self.socket}", *args, check=False)
+        if check and proc.returncode != 0:
+            pytest.fail(f"sluicectl {' '.join(args)} failed ({proc.returncode}):\n"
+                        f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+
+class Sluiced(Daemon):
     """A sluiced process in the lb namespace, with its config, state dir and API socket."""
 
     def __init__(self, workdir):
@@ -87,31 +120,6 @@ class Sluiced:
                 return
             time.sleep(0.3)
         pytest.fail(f"sluiced not ready in 60 s:\n{self.log_text()}")
-
-    def stop(self):
-        """SIGTERM; returns the exit code."""
-        if self.proc is None:
-            return None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.proc = None
-        self.log.close()
-        return code
-
-    def log_text(self):
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def ctl(self, *args, check=True):
-        """Runs sluicectl against this daemon; returns the completed process."""
-        proc = run(binary("sluicectl"), "--server", f"unix://{self.socket}", *args, check=False)
-        if check and proc.returncode != 0:
-            pytest.fail(f"sluicectl {' '.join(args)} failed ({proc.returncode}):\n"
-                        f"{proc.stdout}\n{proc.stderr}")
-        return proc
 
     def metrics(self):
         return in_ns(NS_LB, "curl", "-s", "--max-time", "2", "http://127.0.0.1:9100/metrics").stdout

@@ -4,7 +4,6 @@ backends namespace (HTTP and HTTPS listeners, routes by Host, TLS termination) -
 backends. The proxy is programmed with `sluicectl l7 apply -f` (YAML table)."""
 
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NS_BACKENDS, NS_CLIENT, binary, in_ns, run
+from conftest import NS_BACKENDS, NS_CLIENT, Daemon, binary, in_ns, run
 
 # The Gateway address: not the VIP test_appliance.py uses, so both files share one sluiced.
 GATEWAY = "198.18.100.20"
@@ -70,8 +69,10 @@ routes:
 """
 
 
-class Proxy:
+class Proxy(Daemon):
     """sluice-proxy in the backends namespace, API on a Unix socket in its work dir."""
+
+    stop_timeout = 20
 
     def __init__(self, workdir):
         self.workdir = Path(workdir)
@@ -96,29 +97,6 @@ class Proxy:
                 return
             time.sleep(0.2)
         pytest.fail(f"sluice-proxy not ready in 20 s:\n{self.log_text()}")
-
-    def stop(self):
-        if self.proc is None:
-            return None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.proc = None
-        self.log.close()
-        return code
-
-    def log_text(self):
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def ctl(self, *args, check=True):
-        proc = run(binary("sluicectl"), "--server", f"unix://{self.socket}", *args, check=False)
-        if check and proc.returncode != 0:
-            pytest.fail(f"sluicectl {' '.join(args)} failed ({proc.returncode}):\n"
-                        f"{proc.stdout}\n{proc.stderr}")
-        return proc
 
     def metrics(self):
         return in_ns(NS_BACKENDS, "curl", "-s", "--max-time", "2", f"http://{ADMIN}/metrics").stdout
