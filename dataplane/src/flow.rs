@@ -187,7 +187,7 @@ pub enum NatMode {
 /// One direction of a connection: the 5-tuple as seen on the wire. For ICMP echo the ICMP
 /// identifier stands in both ports.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-#[repr(C)]
+#[repr(C, align(8))]
 pub struct FlowKey {
     pub src: Addr,
     pub dst: Addr,

@@ -199,12 +199,23 @@ impl PollingWorker {
                 now,
                 &mut verdicts,
             );
+            // Byte counters are summed over the burst and published once.
+            let (mut rx_bytes, mut tx_bytes) = (0u64, 0u64);
             for (mbuf, verdict) in burst.drain().zip(verdicts) {
-                counters.rx_bytes.add(mbuf.len() as u64);
+                rx_bytes += mbuf.len() as u64;
                 if mbuf.segments() > 1 {
                     // Never produced (ports run without scatter); counted, not parsed twice.
                     counters.count_drop(DropReason::MultiSegment);
                     continue;
+                }
+                // The common verdict inline; `dispatch` has the rest.
+                if let Verdict::Forward { port } | Verdict::Reply { port } = verdict {
+                    let p = usize::from(port);
+                    if let (Some(buffer), Some(queue)) = (tx_buffers.get_mut(p), tx.get_mut(p)) {
+                        tx_bytes += mbuf.len() as u64;
+                        buffer.push(queue, mbuf);
+                        continue;
+                    }
                 }
                 dispatch(
                     verdict,
@@ -218,6 +229,8 @@ impl PollingWorker {
                     &counters,
                 );
             }
+            counters.rx_bytes.add(rx_bytes);
+            counters.tx_bytes.add(tx_bytes);
         }
         for ring in handoff_rx.iter_mut() {
             let n = ring.recv_burst(burst);

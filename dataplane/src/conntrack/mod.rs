@@ -21,7 +21,8 @@ pub use owner::{dnat_owner, fullnat_owner, Ownership};
 pub use snat::{PartitionError, PortPartition, SnatError, SnatLease, SnatPorts};
 pub use state::{tcp_flags, ConnState, Timeouts, Tracker, Transition};
 pub use table::{
-    Conn, ConnData, ConnId, ConnInfo, ConnTable, InsertError, NatMode, BYTES_PER_CONNECTION,
+    Conn, ConnData, ConnId, ConnInfo, ConnTable, Hit, InsertError, NatMode, Probe,
+    BYTES_PER_CONNECTION,
 };
 
 /// Which way a packet travels relative to the connection that it belongs to.

@@ -55,6 +55,23 @@ pub struct ConnData {
     pub nat: NatMode,
 }
 
+/// Where a key's probe of the index starts: its hash tag and home slot (see
+/// [`ConnTable::probe`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    tag: u32,
+    home: usize,
+}
+
+/// An established packet's connection, as [`ConnTable::forward`] found and accounted it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub dir: Direction,
+    /// What the packet's addresses and ports become.
+    pub translated: FlowKey,
+    pub data: ConnData,
+}
+
 /// Why an insert failed. Nothing changed in the table.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum InsertError {
@@ -605,14 +622,30 @@ impl ConnTable {
         self.lookup_hashed(key, self.hash_key(key))
     }
 
+    /// Where the probe for `hash` starts: computed once per packet and passed to the
+    /// prefetches and the lookup of a burst.
+    #[inline(always)]
+    pub fn probe(&self, hash: u64) -> Probe {
+        let tag = tag_of(hash);
+        Probe {
+            tag,
+            home: home_of(tag, self.slots.len()),
+        }
+    }
+
     /// Start loading the home slot of `hash` into the cache. For a burst: hash every key and
     /// prefetch its slot, then [`ConnTable::prefetch_conn`] each, then look each up, so the
     /// memory latencies of the burst overlap instead of adding up.
     #[inline]
     pub fn prefetch_slot(&self, hash: u64) {
-        let home = home_of(tag_of(hash), self.slots.len());
-        if home < self.slots.len() {
-            prefetch(self.slots.as_ptr().wrapping_add(home));
+        self.prefetch_probe_slot(&self.probe(hash));
+    }
+
+    /// [`ConnTable::prefetch_slot`] for a computed probe.
+    #[inline(always)]
+    pub fn prefetch_probe_slot(&self, probe: &Probe) {
+        if probe.home < self.slots.len() {
+            prefetch(self.slots.as_ptr().wrapping_add(probe.home));
         }
     }
 
@@ -620,12 +653,17 @@ impl ConnTable {
     /// matches (the common case for a hit). Best after [`ConnTable::prefetch_slot`].
     #[inline]
     pub fn prefetch_conn(&self, hash: u64) {
-        let tag = tag_of(hash);
-        let Some(slot) = self.slots.get(home_of(tag, self.slots.len())) else {
+        self.prefetch_probe_conn(&self.probe(hash));
+    }
+
+    /// [`ConnTable::prefetch_conn`] for a computed probe.
+    #[inline(always)]
+    pub fn prefetch_probe_conn(&self, probe: &Probe) {
+        let Some(slot) = self.slots.get(probe.home) else {
             return;
         };
         let index = (slot.entry >> 1) as usize;
-        if slot.tag == tag && index < self.conns.len() {
+        if slot.tag == probe.tag && index < self.conns.len() {
             let conn = self.conns.as_ptr().wrapping_add(index);
             prefetch(conn);
             // A `Conn` may straddle two cache lines.
@@ -636,7 +674,7 @@ impl ConnTable {
     /// [`ConnTable::lookup`] with a hash from [`ConnTable::hash_key`].
     #[inline]
     pub fn lookup_hashed(&self, key: &FlowKey, hash: u64) -> Option<(ConnId, Direction)> {
-        self.find(key, hash).map(|(_, entry)| {
+        self.find(key, self.probe(hash)).map(|(_, entry)| {
             let dir = if entry & 1 == 0 {
                 Direction::Original
             } else {
@@ -646,12 +684,62 @@ impl ConnTable {
         })
     }
 
+    /// The established-flow path in one pass over the table: finds the connection of `key`
+    /// (probe from [`ConnTable::probe`]), accounts the packet to it ([`Conn::on_packet`]) and
+    /// returns what the packet must become, built from the same entry. `None`, changing
+    /// nothing, if no connection has this key.
+    #[inline(always)]
+    pub fn forward(
+        &mut self,
+        key: &FlowKey,
+        probe: Probe,
+        tcp_flags: u8,
+        bytes: u32,
+        now: Tick,
+    ) -> Option<Hit> {
+        let (_, entry) = self.find(key, probe)?;
+        let conn = self.conns.get_mut((entry >> 1) as usize)?;
+        let (dir, translated) = if entry & 1 == 0 {
+            // To the backend: the reply key reversed.
+            let src = if conn.reply_dst == CLIENT_ADDR {
+                conn.client
+            } else {
+                self.locals.addr(conn.reply_dst)
+            };
+            let translated = FlowKey {
+                src,
+                dst: conn.backend,
+                src_port: conn.reply_dst_port,
+                dst_port: conn.backend_port,
+                proto: conn.proto,
+            };
+            (Direction::Original, translated)
+        } else {
+            // To the client: the original key reversed.
+            let translated = FlowKey {
+                src: self.locals.addr(conn.vip),
+                dst: conn.client,
+                src_port: conn.vip_port,
+                dst_port: conn.client_port,
+                proto: conn.proto,
+            };
+            (Direction::Reply, translated)
+        };
+        // State transitions only change the idle timeout, which expiry reads from the entry.
+        let _ = conn.on_packet(dir, tcp_flags, bytes, now);
+        Some(Hit {
+            dir,
+            translated,
+            data: conn.data(),
+        })
+    }
+
     /// The slot position and slot entry of `key`.
-    #[inline]
-    fn find(&self, key: &FlowKey, hash: u64) -> Option<(usize, u32)> {
+    #[inline(always)]
+    fn find(&self, key: &FlowKey, probe: Probe) -> Option<(usize, u32)> {
         let n = self.slots.len();
-        let tag = tag_of(hash);
-        let mut i = home_of(tag, n);
+        let tag = probe.tag;
+        let mut i = probe.home;
         // The load factor is at most 1/2, so an empty slot ends every probe; the bound only
         // guards against a broken invariant.
         for _ in 0..n {
@@ -690,10 +778,10 @@ impl ConnTable {
         }
         let original_hash = self.hash_key(&original);
         let reply_hash = self.hash_key(&reply);
-        if self.find(&original, original_hash).is_some() {
+        if self.find(&original, self.probe(original_hash)).is_some() {
             return Err(InsertError::Duplicate(Direction::Original));
         }
-        if self.find(&reply, reply_hash).is_some() {
+        if self.find(&reply, self.probe(reply_hash)).is_some() {
             return Err(InsertError::Duplicate(Direction::Reply));
         }
         let index = self.free.pop().ok_or(InsertError::Full)?;

@@ -9,12 +9,12 @@
 //! which gives the same result for the packets recognised here: a differential test below
 //! checks that byte for byte.
 
-use crate::conntrack::{Direction, Tick};
+use crate::conntrack::{Direction, Probe, Tick};
 use crate::flow::{Addr, FlowKey, Proto};
 use crate::snapshot::Snapshot;
 
-use super::rewrite::{self, delta16, delta32, read16, write16};
 use super::{DropReason, PacketBuf, Verdict, Worker};
+use crate::wire::checksum;
 
 const L3: usize = 14;
 const L4: usize = L3 + 20;
@@ -85,84 +85,103 @@ pub(super) fn recognise(frame: &[u8]) -> Option<FastPacket> {
 }
 
 impl Worker {
-    /// Forwards a recognised packet of a connection in this worker's table. `None` (nothing
-    /// changed) when the table has no such connection: the general path decides then.
+    /// Forwards a recognised packet of a connection in this worker's table (`probe` from its
+    /// key's hash). `None` (nothing changed) when the table has no such connection: the general
+    /// path decides then.
     #[inline(always)]
     pub(super) fn forward_established<B: PacketBuf + ?Sized>(
         &mut self,
         snap: &Snapshot,
         pkt: &mut B,
         fast: &FastPacket,
-        hash: u64,
+        probe: Probe,
         now: Tick,
         handed_over: bool,
     ) -> Option<Verdict> {
-        let (id, dir) = self.conns.lookup_hashed(&fast.key, hash)?;
+        let hit = self
+            .conns
+            .forward(&fast.key, probe, fast.tcp_flags, fast.wire_len, now)?;
         if handed_over {
             self.counters.handoff_in.inc();
         }
-        let translated = self.conns.translated_key(id, dir)?;
-        let conn = self.conns.get_mut(id)?;
-        let data = conn.data();
-        // State transitions only change the idle timeout; the table applies it.
-        let _ = conn.on_packet(dir, fast.tcp_flags, fast.wire_len, now);
-        if let Some(c) = self.counters.service(data.service) {
+        let bytes = u64::from(fast.wire_len);
+        if let Some(c) = self.counters.service(hit.data.service) {
             c.packets.inc();
-            c.bytes.add(u64::from(fast.wire_len));
+            c.bytes.add(bytes);
         }
-        if let Some(c) = self.counters.backend(data.backend) {
+        if let Some(c) = self.counters.backend(hit.data.backend) {
             c.packets.inc();
-            c.bytes.add(u64::from(fast.wire_len));
-            if dir == Direction::Reply {
+            c.bytes.add(bytes);
+            if hit.dir == Direction::Reply {
                 c.packets_from_backend.inc();
-                c.bytes_from_backend.add(u64::from(fast.wire_len));
+                c.bytes_from_backend.add(bytes);
             }
         }
         if fast.ttl <= 1 {
             return Some(Verdict::Drop(DropReason::TtlExceeded));
         }
-        translate_v4(pkt.data_mut(), fast, &translated);
+        translate_v4(pkt.data_mut(), &hit.translated);
         // Untagged by construction: no VLAN to carry over.
-        Some(self.address_l2(snap, pkt, None, &translated.dst, now))
+        Some(self.address_l2(snap, pkt, None, &hit.translated.dst, now))
     }
 }
 
-/// [`rewrite::translate`] for a recognised packet: fixed offsets, the old values from `fast`.
+/// The native-endian value of four bytes, widened for summing.
 #[inline(always)]
-fn translate_v4(frame: &mut [u8], fast: &FastPacket, new: &FlowKey) {
+fn ne32(bytes: [u8; 4]) -> u64 {
+    u64::from(u32::from_ne_bytes(bytes))
+}
+
+/// One's-complement contribution of replacing `old` by `new` (both native-endian words).
+#[inline(always)]
+fn delta_ne32(old: [u8; 4], new: [u8; 4]) -> u64 {
+    u64::from(!u32::from_ne_bytes(old)) + ne32(new)
+}
+
+/// [`super::rewrite::translate`] for a recognised packet, at fixed offsets, with the old values read
+/// from the frame itself. The checksums are updated (RFC 1624) in native byte order, 32 bits
+/// at a time: the one's-complement sum does not depend on byte order (RFC 1071, 2.B), so no
+/// word needs swapping.
+#[inline(always)]
+fn translate_v4(frame: &mut [u8], new: &FlowKey) {
     let Some(h) = frame.first_chunk_mut::<MIN_FRAME>() else {
         return;
     };
-    let (old_src, old_dst) = (fast.key.src.v4_octets(), fast.key.dst.v4_octets());
+    let word = |h: &[u8; MIN_FRAME], at: usize| [h[at], h[at + 1], h[at + 2], h[at + 3]];
     let (new_src, new_dst) = (new.src.v4_octets(), new.dst.v4_octets());
-    let addr_delta = delta32(old_src, new_src) + delta32(old_dst, new_dst);
+    let addr_delta = delta_ne32(word(h, L3 + 12), new_src) + delta_ne32(word(h, L3 + 16), new_dst);
     let (ttl, proto) = (h[L3 + 8], h[L3 + 9]);
     let new_ttl = ttl.saturating_sub(1);
-    let ttl_delta = delta16(
-        u16::from_be_bytes([ttl, proto]),
-        u16::from_be_bytes([new_ttl, proto]),
-    );
-    let ip_sum = rewrite::apply(read16(h, L3 + 10), addr_delta + ttl_delta);
+    let ttl_delta = u64::from(!u16::from_ne_bytes([ttl, proto]))
+        + u64::from(u16::from_ne_bytes([new_ttl, proto]));
+    let ip_sum = apply_ne(h, L3 + 10, addr_delta + ttl_delta);
     h[L3 + 8] = new_ttl;
     h[L3 + 12..L3 + 16].copy_from_slice(&new_src);
     h[L3 + 16..L3 + 20].copy_from_slice(&new_dst);
-    write16(h, L3 + 10, ip_sum);
+    h[L3 + 10..L3 + 12].copy_from_slice(&ip_sum);
 
+    let mut new_ports = [0u8; 4];
+    new_ports[..2].copy_from_slice(&new.src_port.to_be_bytes());
+    new_ports[2..].copy_from_slice(&new.dst_port.to_be_bytes());
     let csum_at = if proto == PROTO_TCP { L4 + 16 } else { L4 + 6 };
-    let old_l4_sum = read16(h, csum_at);
     // IPv4 UDP checksum 0 means "none": leave it so.
-    if proto == PROTO_TCP || old_l4_sum != 0 {
-        let port_delta =
-            delta16(fast.key.src_port, new.src_port) + delta16(fast.key.dst_port, new.dst_port);
-        let mut l4_sum = rewrite::apply(old_l4_sum, addr_delta + port_delta);
-        if proto == PROTO_UDP && l4_sum == 0 {
+    if proto == PROTO_TCP || h[csum_at] | h[csum_at + 1] != 0 {
+        let port_delta = delta_ne32(word(h, L4), new_ports);
+        let mut l4_sum = apply_ne(h, csum_at, addr_delta + port_delta);
+        if proto == PROTO_UDP && l4_sum == [0, 0] {
             // A computed UDP checksum of 0 is sent as 0xffff (0 would mean "none").
-            l4_sum = 0xffff;
+            l4_sum = [0xff, 0xff];
         }
-        write16(h, csum_at, l4_sum);
+        h[csum_at..csum_at + 2].copy_from_slice(&l4_sum);
     }
-    write16(h, L4, new.src_port);
-    write16(h, L4 + 2, new.dst_port);
+    h[L4..L4 + 4].copy_from_slice(&new_ports);
+}
+
+/// The checksum at `at` with `delta` applied: ~(~HC + delta), folded, in memory order.
+#[inline(always)]
+fn apply_ne(h: &[u8; MIN_FRAME], at: usize, delta: u64) -> [u8; 2] {
+    let old = u16::from_ne_bytes([h[at], h[at + 1]]);
+    (!checksum::fold(u64::from(!old) + delta)).to_ne_bytes()
 }
 
 #[cfg(test)]

@@ -317,8 +317,8 @@ pub struct Worker {
     /// Logical ports: the physical ports, then the VLAN sub-interfaces.
     ports: Vec<PortInfo>,
     /// Stage 1 of [`Worker::process_burst`]: each packet of the burst the fast path recognised,
-    /// with its key's hash.
-    staged: [Option<(fast::FastPacket, u64)>; BURST],
+    /// with where its key's probe of the connection table starts.
+    staged: [Option<(fast::FastPacket, crate::conntrack::Probe)>; BURST],
 }
 
 /// Entries of the per-worker egress cache (direct-mapped by destination address).
@@ -474,9 +474,9 @@ impl Worker {
         handed_over: bool,
     ) -> Verdict {
         if let Some(fast) = fast::recognise(pkt.data()) {
-            let hash = self.conns.hash_key(&fast.key);
+            let probe = self.conns.probe(self.conns.hash_key(&fast.key));
             if let Some(verdict) =
-                self.forward_established(snap, pkt, &fast, hash, now, handed_over)
+                self.forward_established(snap, pkt, &fast, probe, now, handed_over)
             {
                 if let Verdict::Drop(reason) = verdict {
                     self.counters.count_drop(reason);
@@ -521,20 +521,20 @@ impl Worker {
             }
             let Some(pkt) = pkts.get(i) else { break };
             *slot = fast::recognise(pkt.data()).map(|fast| {
-                let hash = self.conns.hash_key(&fast.key);
-                self.conns.prefetch_slot(hash);
-                (fast, hash)
+                let probe = self.conns.probe(self.conns.hash_key(&fast.key));
+                self.conns.prefetch_probe_slot(&probe);
+                (fast, probe)
             });
         }
         // Stage 2: prefetch the connections the home slots point at.
-        for (_, hash) in self.staged[..n].iter().flatten() {
-            self.conns.prefetch_conn(*hash);
+        for (_, probe) in self.staged[..n].iter().flatten() {
+            self.conns.prefetch_probe_conn(probe);
         }
         // Stage 3: process; what the fast path does not take goes the general way.
         for (i, (pkt, verdict)) in pkts.iter_mut().zip(verdicts.iter_mut()).take(n).enumerate() {
             let fast = self.staged[i];
-            let forwarded = fast.and_then(|(fast, hash)| {
-                self.forward_established(snap, pkt, &fast, hash, now, false)
+            let forwarded = fast.and_then(|(fast, probe)| {
+                self.forward_established(snap, pkt, &fast, probe, now, false)
             });
             *verdict = match forwarded {
                 Some(verdict) => verdict,

@@ -380,28 +380,132 @@ fn an_established_flow_takes_the_fast_path_both_ways() {
     );
     let ack = client_frame(1, 40000, 80, 0x10, 64, 6);
     let fast = fast::recognise(&ack).expect("recognised");
-    let hash = w.conns.hash_key(&fast.key);
+    let probe = w.conns.probe(w.conns.hash_key(&fast.key));
     let mut out = ack.clone();
     assert_eq!(
-        w.forward_established(&snap, &mut out, &fast, hash, Tick(2), false),
+        w.forward_established(&snap, &mut out, &fast, probe, Tick(2), false),
         Some(Verdict::Forward { port: 1 }),
         "the client's ACK is forwarded by the fast path"
     );
     let mut reply = reply_frame(&out, 0x10);
     let fast = fast::recognise(&reply).expect("recognised");
-    let hash = w.conns.hash_key(&fast.key);
+    let probe = w.conns.probe(w.conns.hash_key(&fast.key));
     assert_eq!(
-        w.forward_established(&snap, &mut reply, &fast, hash, Tick(3), false),
+        w.forward_established(&snap, &mut reply, &fast, probe, Tick(3), false),
         Some(Verdict::Forward { port: 0 }),
         "the backend's reply is forwarded by the fast path"
     );
     assert_eq!(&reply[26..30], &VIP, "the reply leaves from the VIP");
     let unknown = client_frame(2, 40001, 80, 0x10, 64, 0);
     let fast = fast::recognise(&unknown).expect("recognised");
-    let hash = w.conns.hash_key(&fast.key);
+    let probe = w.conns.probe(w.conns.hash_key(&fast.key));
     assert_eq!(
-        w.forward_established(&snap, &mut unknown.clone(), &fast, hash, Tick(4), false),
+        w.forward_established(&snap, &mut unknown.clone(), &fast, probe, Tick(4), false),
         None,
         "a packet of no connection is left to the general path"
     );
+}
+
+/// Whether the IPv4 header and TCP/UDP checksums of `frame` verify, by etherparse's
+/// computation (not ours). A UDP checksum of 0 ("none") counts as verified.
+fn checksums_verify(frame: &[u8]) -> bool {
+    let Ok(packet) = etherparse::SlicedPacket::from_ethernet(frame) else {
+        return false;
+    };
+    let Some(etherparse::NetSlice::Ipv4(ip)) = packet.net else {
+        return false;
+    };
+    let header = ip.header().to_header();
+    if header.header_checksum != header.calc_header_checksum() {
+        return false;
+    }
+    let payload = ip.payload().payload;
+    match packet.transport {
+        Some(etherparse::TransportSlice::Tcp(tcp)) => {
+            tcp.checksum()
+                == tcp
+                    .to_header()
+                    .calc_checksum_ipv4(&header, tcp.payload())
+                    .expect("checksum")
+        }
+        Some(etherparse::TransportSlice::Udp(udp)) => {
+            udp.checksum() == 0
+                || udp.checksum()
+                    == udp
+                        .to_header()
+                        .calc_checksum_ipv4(&header, udp.payload())
+                        .expect("checksum")
+        }
+        _ => payload.is_empty(),
+    }
+}
+
+#[test]
+fn fast_path_checksums_verify_independently() {
+    let snap = snapshot();
+    let mut w = worker();
+    // DNAT and full-NAT, TCP and UDP, both directions; TTLs and payloads vary the sums (UDP
+    // payloads of 12 bytes or more: the fast path takes frames of at least 54 bytes).
+    for (port, payload) in [(80u16, 0usize), (53, 12), (81, 13), (54, 26)] {
+        for client in 1..=3u8 {
+            let sport = 40000 + u16::from(client);
+            let mut first = client_frame(client, sport, port, 0x02, 64, payload);
+            assert!(matches!(
+                w.process(&snap, &mut first, 0, Tick(1), false),
+                Verdict::Forward { .. }
+            ));
+            let mut next = client_frame(client, sport, port, 0x10, 17 + client, payload);
+            assert!(fast::recognise(&next).is_some());
+            assert!(matches!(
+                w.process(&snap, &mut next, 0, Tick(2), false),
+                Verdict::Forward { port: 1 }
+            ));
+            assert!(checksums_verify(&next), "to the backend, port {port}");
+            assert_eq!(next[22], 16 + client, "TTL decremented");
+            // The backend's answer, with valid checksums, back through the fast path.
+            let mut reply = reply_frame(&next, 0x10);
+            let fixed = etherparse::SlicedPacket::from_ethernet(&reply).map(|p| {
+                let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+                    unreachable!()
+                };
+                let builder = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv4(
+                    ip.header().source(),
+                    ip.header().destination(),
+                    64,
+                );
+                let data = vec![0x5a; payload];
+                let mut out = Vec::new();
+                match p.transport {
+                    Some(etherparse::TransportSlice::Udp(u)) => builder
+                        .udp(u.source_port(), u.destination_port())
+                        .write(&mut out, &data),
+                    Some(etherparse::TransportSlice::Tcp(t)) => builder
+                        .tcp(t.source_port(), t.destination_port(), 5000, 8192)
+                        .ack(1001)
+                        .write(&mut out, &data),
+                    _ => unreachable!(),
+                }
+                .expect("reply");
+                out
+            });
+            reply = fixed.expect("parsed");
+            assert!(matches!(
+                w.process(&snap, &mut reply, 1, Tick(3), false),
+                Verdict::Forward { port: 0 }
+            ));
+            assert!(checksums_verify(&reply), "to the client, port {port}");
+            assert_eq!(&reply[26..30], &VIP, "the reply leaves from the VIP");
+        }
+    }
+    // An IPv4 UDP checksum of 0 means "none" and stays 0 through the fast path.
+    let mut first = client_frame(4, 41000, 53, 0, 64, 12);
+    w.process(&snap, &mut first, 0, Tick(4), false);
+    let mut next = client_frame(4, 41000, 53, 0, 64, 12);
+    next[40..42].copy_from_slice(&[0, 0]);
+    assert!(fast::recognise(&next).is_some());
+    assert!(matches!(
+        w.process(&snap, &mut next, 0, Tick(5), false),
+        Verdict::Forward { port: 1 }
+    ));
+    assert_eq!(&next[40..42], &[0, 0]);
 }
