@@ -160,6 +160,10 @@ fn polling_worker_translates_over_a_ring_pair_and_picks_up_new_snapshots() {
         let c = worker.counters();
         assert_eq!(c.rx_packets.get(), 3);
         assert_eq!(c.tx_packets.get(), 3);
+        // Three SYN frames in, three rewritten frames of the same length out.
+        let frame_len = syn(40_000).len() as u64;
+        assert_eq!(c.rx_bytes.get(), 3 * frame_len);
+        assert_eq!(c.tx_bytes.get(), 3 * frame_len);
         assert_eq!(c.new_connections.get(), 2);
         assert_eq!(c.snapshot_generation.get(), 3);
     }

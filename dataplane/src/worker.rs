@@ -55,6 +55,9 @@ pub struct RxPort {
 #[derive(Debug)]
 pub struct PollingWorker {
     pipeline: Worker,
+    /// The pipeline's counters, held separately so the loop borrows them beside the pipeline
+    /// (no reference-count traffic per poll).
+    counters: Arc<WorkerCounters>,
     rx: Vec<RxPort>,
     /// One TX queue per port index.
     tx: Vec<TxQueue>,
@@ -98,6 +101,7 @@ impl PollingWorker {
         let ports = tx.len();
         let workers = handoff_tx.len();
         PollingWorker {
+            counters: pipeline.counters().clone(),
             pipeline,
             rx,
             tx,
@@ -176,12 +180,13 @@ impl PollingWorker {
             burst,
             host,
             parked,
+            counters,
             ..
         } = self;
+        let counters: &WorkerCounters = counters;
         let snap = snapshots.current();
         pipeline.on_snapshot(snap);
         let now = clock.now();
-        let counters = pipeline.counters().clone();
         let mut handled = 0;
 
         for port in rx.iter_mut() {
@@ -226,7 +231,7 @@ impl PollingWorker {
                     handoff_tx,
                     host,
                     parked,
-                    &counters,
+                    counters,
                 );
             }
             counters.rx_bytes.add(rx_bytes);
@@ -250,18 +255,18 @@ impl PollingWorker {
                     handoff_tx,
                     host,
                     parked,
-                    &counters,
+                    counters,
                 );
             }
         }
         if host.polls() {
-            handled += host.poll(burst, tx, tx_buffers, &counters);
+            handled += host.poll(burst, tx, tx_buffers, counters);
         }
-        flush_handoff(handoff_pending, handoff_tx, &counters);
+        flush_handoff(handoff_pending, handoff_tx, counters);
         for (buffer, queue) in tx_buffers.iter_mut().zip(tx.iter_mut()) {
             buffer.flush(queue);
         }
-        host.flush(&counters);
+        host.flush(counters);
         self.account_tx();
         // Aging runs once per millisecond tick, not per poll: a bounded step that keeps the
         // sweep going without touching the table on every burst.
@@ -283,9 +288,10 @@ impl PollingWorker {
             snapshots,
             parked,
             mempool,
+            counters,
             ..
         } = self;
-        let counters = pipeline.counters().clone();
+        let counters: &WorkerCounters = counters;
         let snap = snapshots.current();
         pipeline.neighbour_step(snap, now, |event| match event {
             NeighbourEvent::Solicit {
@@ -295,7 +301,7 @@ impl PollingWorker {
                 target,
                 sender,
                 unicast,
-            } => send_built(mempool, tx, tx_buffers, &counters, port, |frame| {
+            } => send_built(mempool, tx, tx_buffers, counters, port, |frame| {
                 neigh::build_solicit(frame, &src_mac, vlan, &sender, &target, unicast)
             }),
             NeighbourEvent::Announce {
@@ -303,7 +309,7 @@ impl PollingWorker {
                 vlan,
                 src_mac,
                 addr,
-            } => send_built(mempool, tx, tx_buffers, &counters, port, |frame| {
+            } => send_built(mempool, tx, tx_buffers, counters, port, |frame| {
                 neigh::build_announce(frame, &src_mac, vlan, &addr)
             }),
             NeighbourEvent::Release {
