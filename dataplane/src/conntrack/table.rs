@@ -9,11 +9,17 @@
 //!   tags, and only reads the [`Conn`] on a tag match. The home slot is derived from the tag
 //!   (`tag * slots >> 32`), so deletion can shift later slots back (no tombstones, no rehash,
 //!   ever) without reading their connections;
-//! - a small pool of interned "local" addresses (VIPs and SNAT addresses: few, and shared by
-//!   many connections), so a [`Conn`] stores them as 16-bit ids instead of 16-byte addresses.
+//! - a pool of interned addresses (VIPs, SNAT addresses and backends: far fewer than
+//!   connections, each shared by many), so a [`Conn`] stores them as 16-bit ids instead of
+//!   16-byte addresses and fits one cache line: a lookup that misses the cache costs one line
+//!   for the entry, not two. The price is a limit: at most [`MAX_LOCAL_ADDRS`] distinct such
+//!   addresses in one worker's live connections at once (a new flow beyond it is dropped as
+//!   `table_full`);
+//! - the creation time of each entry, in its own array (read only when listing).
 //!
-//! Memory per connection: [`BYTES_PER_CONNECTION`] = 80 (`Conn`) + 32 (four index slots) +
-//! 4 (free-stack entry) = 116 bytes, plus a fixed ~100 KiB for the local-address pool.
+//! Memory per connection: [`BYTES_PER_CONNECTION`] = 64 (`Conn`) + 32 (four index slots) +
+//! 4 (free-stack entry) + 4 (creation time) = 104 bytes, plus the address pool (26 bytes per
+//! address: 106 KiB for small tables, 1.7 MiB from 262,144 connections up).
 
 use super::state::{ConnState, Timeouts, Tracker, Transition};
 use super::{Direction, Tick};
@@ -24,10 +30,12 @@ use core::mem::size_of;
 /// Index slots per connection (two keys at a load factor of at most 1/2).
 const SLOTS_PER_CONNECTION: usize = 4;
 
-/// Memory of the table per connection of capacity: the slab entry, its index slots and its
-/// free-stack entry.
-pub const BYTES_PER_CONNECTION: usize =
-    size_of::<Conn>() + SLOTS_PER_CONNECTION * size_of::<Slot>() + size_of::<u32>();
+/// Memory of the table per connection of capacity: the slab entry, its index slots, its
+/// free-stack entry and its creation time.
+pub const BYTES_PER_CONNECTION: usize = size_of::<Conn>()
+    + SLOTS_PER_CONNECTION * size_of::<Slot>()
+    + size_of::<u32>()
+    + size_of::<Tick>();
 
 /// Identifies a connection in the table that returned it. Stale after the connection is
 /// removed (the entry may be reused).
@@ -118,29 +126,34 @@ const NO_LOCAL: LocalId = u16::MAX;
 const CLIENT_ADDR: LocalId = u16::MAX - 1;
 /// The most local addresses a table can intern.
 pub const MAX_LOCAL_ADDRS: usize = (u16::MAX - 1) as usize;
-/// Local addresses interned by [`ConnTable::new`].
+/// The fewest addresses [`ConnTable::new`] makes room for.
 pub const DEFAULT_LOCAL_ADDRS: usize = 4096;
 
-/// One tracked connection: 80 bytes. Fields compared by a lookup come first.
+/// The address pool [`ConnTable::new`] gives a table of `capacity`: one address per four
+/// connections, within [`DEFAULT_LOCAL_ADDRS`]..=[`MAX_LOCAL_ADDRS`].
+pub fn default_local_addrs(capacity: u32) -> usize {
+    (capacity as usize / 4).clamp(DEFAULT_LOCAL_ADDRS, MAX_LOCAL_ADDRS)
+}
+
+/// One tracked connection: 64 bytes, one cache line. Fields compared by a lookup come first.
 ///
 /// Original key: `client:client_port → locals[vip]:vip_port`.
-/// Reply key: `backend:backend_port → (client or locals[reply_dst]):reply_dst_port`.
+/// Reply key: `locals[backend]:backend_port → (client or locals[reply_dst]):reply_dst_port`.
 #[derive(Clone, Debug)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Conn {
     client: Addr,
-    backend: Addr,
     client_port: u16,
     vip_port: u16,
     backend_port: u16,
     reply_dst_port: u16,
     vip: LocalId,
     reply_dst: LocalId,
+    backend: LocalId,
     proto: Proto,
     nat: NatMode,
     tracker: Tracker,
     last_seen: Tick,
-    created: Tick,
     service: u32,
     backend_index: u32,
     packets: u64,
@@ -150,18 +163,17 @@ pub struct Conn {
 impl Conn {
     const VACANT: Conn = Conn {
         client: Addr::UNSPECIFIED,
-        backend: Addr::UNSPECIFIED,
         client_port: 0,
         vip_port: 0,
         backend_port: 0,
         reply_dst_port: 0,
         vip: NO_LOCAL,
         reply_dst: NO_LOCAL,
+        backend: NO_LOCAL,
         proto: Proto::Tcp,
         nat: NatMode::Dnat,
         tracker: Tracker::new(Proto::Tcp),
         last_seen: Tick(0),
-        created: Tick(0),
         service: 0,
         backend_index: 0,
         packets: 0,
@@ -218,12 +230,6 @@ impl Conn {
         (self.client, self.client_port)
     }
 
-    /// The backend's address and port (source of the reply direction).
-    #[inline]
-    pub fn backend(&self) -> (Addr, u16) {
-        (self.backend, self.backend_port)
-    }
-
     /// Packets in both directions.
     #[inline]
     pub fn packets(&self) -> u64 {
@@ -239,11 +245,6 @@ impl Conn {
     #[inline]
     pub fn last_seen(&self) -> Tick {
         self.last_seen
-    }
-
-    #[inline]
-    pub fn created(&self) -> Tick {
-        self.created
     }
 
     /// Whether `key` is this connection's key in direction `dir`.
@@ -262,7 +263,7 @@ impl Conn {
             Direction::Reply => {
                 key.src_port == self.backend_port
                     && key.dst_port == self.reply_dst_port
-                    && key.src == self.backend
+                    && locals.is(self.backend, &key.src)
                     && if self.reply_dst == CLIENT_ADDR {
                         key.dst == self.client
                     } else {
@@ -291,7 +292,7 @@ impl Conn {
             locals.addr(self.reply_dst)
         };
         FlowKey {
-            src: self.backend,
+            src: locals.addr(self.backend),
             dst,
             src_port: self.backend_port,
             dst_port: self.reply_dst_port,
@@ -515,6 +516,8 @@ fn cyclically_between(hole: usize, home: usize, j: usize) -> bool {
 #[derive(Clone)]
 pub struct ConnTable {
     conns: Vec<Conn>,
+    /// Creation time of each entry (cold: read only to describe a connection).
+    created: Vec<Tick>,
     free: Vec<u32>,
     slots: Vec<Slot>,
     locals: LocalAddrs,
@@ -543,10 +546,15 @@ impl ConnTable {
     pub const MAX_CAPACITY: u32 = 1 << 30;
 
     /// A table for `capacity` connections (clamped to [`ConnTable::MAX_CAPACITY`]) with default
-    /// timeouts and room for [`DEFAULT_LOCAL_ADDRS`] distinct VIP/SNAT addresses. `seed` keys the
-    /// hash: use a random one per process.
+    /// timeouts and room for [`default_local_addrs`] distinct VIP, SNAT and backend addresses.
+    /// `seed` keys the hash: use a random one per process.
     pub fn new(capacity: u32, seed: u64) -> ConnTable {
-        ConnTable::with_limits(capacity, DEFAULT_LOCAL_ADDRS, seed, Timeouts::DEFAULT)
+        ConnTable::with_limits(
+            capacity,
+            default_local_addrs(capacity),
+            seed,
+            Timeouts::DEFAULT,
+        )
     }
 
     /// Like [`ConnTable::new`], with the local-address pool size (clamped to
@@ -561,6 +569,7 @@ impl ConnTable {
         let slot_count = capacity as usize * SLOTS_PER_CONNECTION;
         ConnTable {
             conns: huge_page_vec(capacity as usize, Conn::VACANT),
+            created: vec![Tick(0); capacity as usize],
             // Popped from the end: entries are used from index 0 up.
             free: (0..capacity).rev().collect(),
             slots: huge_page_vec(slot_count, Slot::EMPTY),
@@ -591,6 +600,7 @@ impl ConnTable {
     /// Bytes allocated by this table.
     pub fn memory_bytes(&self) -> usize {
         self.conns.capacity() * size_of::<Conn>()
+            + self.created.capacity() * size_of::<Tick>()
             + self.free.capacity() * size_of::<u32>()
             + self.slots.capacity() * size_of::<Slot>()
             + self.locals.addrs.capacity() * size_of::<Addr>()
@@ -708,7 +718,7 @@ impl ConnTable {
             };
             let translated = FlowKey {
                 src,
-                dst: conn.backend,
+                dst: self.locals.addr(conn.backend),
                 src_port: conn.reply_dst_port,
                 dst_port: conn.backend_port,
                 proto: conn.proto,
@@ -798,24 +808,35 @@ impl ConnTable {
             self.free.push(index);
             return Err(InsertError::LocalAddrsFull);
         };
-        let Some(conn) = self.conns.get_mut(index as usize) else {
+        let Some(backend) = self.locals.acquire(&reply.src) else {
+            self.locals.release(vip);
+            if reply_dst != CLIENT_ADDR {
+                self.locals.release(reply_dst);
+            }
+            self.free.push(index);
+            return Err(InsertError::LocalAddrsFull);
+        };
+        let (Some(conn), Some(created)) = (
+            self.conns.get_mut(index as usize),
+            self.created.get_mut(index as usize),
+        ) else {
             // Unreachable: free indices are < capacity.
             return Err(InsertError::Full);
         };
+        *created = now;
         *conn = Conn {
             client: original.src,
-            backend: reply.src,
             client_port: original.src_port,
             vip_port: original.dst_port,
             backend_port: reply.src_port,
             reply_dst_port: reply.dst_port,
             vip,
             reply_dst,
+            backend,
             proto: original.proto,
             nat: data.nat,
             tracker: Tracker::new(original.proto),
             last_seen: now,
-            created: now,
             service: data.service,
             backend_index: data.backend,
             packets: 0,
@@ -928,7 +949,7 @@ impl ConnTable {
             reply: conn.reply_key(&self.locals),
             data: conn.data(),
             state: conn.state(),
-            age_ms: now.millis_since(conn.created),
+            age_ms: now.millis_since(self.created.get(id.0 as usize).copied().unwrap_or(now)),
             idle_ms: now.millis_since(conn.last_seen),
             packets: conn.packets,
             bytes: conn.bytes,
@@ -942,9 +963,10 @@ impl ConnTable {
         self.unlink(&info.original, slot_entry(id.0, Direction::Original));
         self.unlink(&info.reply, slot_entry(id.0, Direction::Reply));
         if let Some(conn) = self.conns.get_mut(id.0 as usize) {
-            let (vip, reply_dst) = (conn.vip, conn.reply_dst);
+            let (vip, reply_dst, backend) = (conn.vip, conn.reply_dst, conn.backend);
             *conn = Conn::VACANT;
             self.locals.release(vip);
+            self.locals.release(backend);
             if reply_dst != CLIENT_ADDR {
                 self.locals.release(reply_dst);
             }
@@ -1028,6 +1050,7 @@ impl ConnTable {
         let mut refs = vec![0u32; self.locals.refs.len()];
         for conn in self.conns.iter().filter(|c| c.is_live()) {
             refs[usize::from(conn.vip)] += 1;
+            refs[usize::from(conn.backend)] += 1;
             if conn.reply_dst != CLIENT_ADDR {
                 refs[usize::from(conn.reply_dst)] += 1;
             }

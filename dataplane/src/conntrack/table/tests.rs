@@ -55,9 +55,14 @@ fn data(nat: NatMode) -> ConnData {
 
 #[test]
 fn conn_is_compact() {
-    assert_eq!(size_of::<Conn>(), 80);
+    assert_eq!(size_of::<Conn>(), 64);
+    assert_eq!(
+        core::mem::align_of::<Conn>(),
+        64,
+        "one entry, one cache line"
+    );
     assert_eq!(size_of::<Slot>(), 8);
-    assert_eq!(BYTES_PER_CONNECTION, 116);
+    assert_eq!(BYTES_PER_CONNECTION, 104);
     assert!(size_of::<Conn>() + SLOTS_PER_CONNECTION * size_of::<Slot>() <= 128);
     let table = ConnTable::new(10_000, 1);
     let fixed = table.memory_bytes() - 10_000 * BYTES_PER_CONNECTION;
@@ -106,7 +111,8 @@ fn insert_then_lookup_both_directions_dnat_and_fullnat() {
     assert_eq!(conn.data(), data(NatMode::FullNat));
     assert_eq!(conn.state(), ConnState::Unreplied);
     assert_eq!(conn.client(), (client(2), 40001));
-    assert_eq!(conn.backend(), (backend(2), 8080));
+    let info = t.info(id2, Tick(0)).unwrap();
+    assert_eq!((info.reply.src, info.reply.src_port), (backend(2), 8080));
     t.check_invariants();
 }
 
@@ -229,9 +235,10 @@ fn duplicate_and_invalid_keys_are_refused() {
 
 #[test]
 fn a_full_local_address_pool_refuses_and_leaks_nothing() {
-    let mut t = ConnTable::with_limits(8, 1, 3, Timeouts::DEFAULT);
+    // Room for two addresses: a DNAT connection needs its VIP and its backend, a full-NAT one
+    // the SNAT address as well.
+    let mut t = ConnTable::with_limits(8, 2, 3, Timeouts::DEFAULT);
     let o = original(client(1), 1000, Proto::Tcp);
-    // VIP interned; the SNAT address does not fit.
     assert_eq!(
         t.insert(
             o,
@@ -242,14 +249,34 @@ fn a_full_local_address_pool_refuses_and_leaks_nothing() {
         Err(InsertError::LocalAddrsFull)
     );
     t.check_invariants();
-    assert_eq!(t.locals.free.len(), 1);
-    // DNAT needs only the VIP.
+    assert_eq!(t.locals.free.len(), 2, "nothing held after the refusal");
     let id = t
         .insert(o, dnat_reply(&o, backend(1)), data(NatMode::Dnat), Tick(0))
         .unwrap();
+    // The same VIP and backend again: shared, no new address.
+    let o_same = original(client(2), 1000, Proto::Tcp);
+    t.insert(
+        o_same,
+        dnat_reply(&o_same, backend(1)),
+        data(NatMode::Dnat),
+        Tick(0),
+    )
+    .unwrap();
+    // A new backend does not fit.
+    let o3 = original(client(3), 1000, Proto::Tcp);
+    assert_eq!(
+        t.insert(
+            o3,
+            dnat_reply(&o3, backend(2)),
+            data(NatMode::Dnat),
+            Tick(0)
+        ),
+        Err(InsertError::LocalAddrsFull)
+    );
+    // Nor a new VIP.
     let o2 = FlowKey {
         dst: SNAT,
-        ..original(client(2), 1000, Proto::Tcp)
+        ..original(client(4), 1000, Proto::Tcp)
     };
     assert_eq!(
         t.insert(
@@ -260,7 +287,12 @@ fn a_full_local_address_pool_refuses_and_leaks_nothing() {
         ),
         Err(InsertError::LocalAddrsFull)
     );
+    t.check_invariants();
+    // Once the first VIP's connections are gone, its slot is free for the other.
     t.remove(id, Tick(0)).unwrap();
+    let (same_id, _) = t.lookup(&o_same).unwrap();
+    t.remove(same_id, Tick(0)).unwrap();
+    assert_eq!(t.locals.free.len(), 2, "every reference released");
     t.insert(
         o2,
         dnat_reply(&o2, backend(1)),
@@ -269,6 +301,14 @@ fn a_full_local_address_pool_refuses_and_leaks_nothing() {
     )
     .unwrap();
     t.check_invariants();
+}
+
+#[test]
+fn default_address_pool_scales_with_capacity() {
+    assert_eq!(default_local_addrs(16), DEFAULT_LOCAL_ADDRS);
+    assert_eq!(default_local_addrs(1 << 18), MAX_LOCAL_ADDRS);
+    assert_eq!(default_local_addrs(1 << 20), MAX_LOCAL_ADDRS);
+    assert_eq!(default_local_addrs(100_000), 25_000);
 }
 
 /// Sweep the whole table once.
