@@ -166,7 +166,7 @@ impl Tracker {
     }
 
     /// Advance on one packet. `tcp_flags` is the TCP flags byte (ignored for UDP/ICMP).
-    #[inline(always)]
+    #[inline]
     pub fn on_packet(&mut self, dir: Direction, tcp_flags: u8) -> Transition {
         let first = self.flags & NO_PACKET_YET != 0;
         self.flags &= !NO_PACKET_YET;
@@ -175,11 +175,6 @@ impl Tracker {
         }
         if first && dir == Direction::Original {
             return self.on_first_tcp(tcp_flags);
-        }
-        // Almost every packet: data or a bare ACK of an established connection changes
-        // nothing (see `on_tcp`), and needs no call.
-        if self.state == ConnState::Established && tcp_flags & (RST | SYN | FIN) == 0 {
-            return Transition::None;
         }
         self.on_tcp(dir, tcp_flags)
     }
