@@ -344,6 +344,16 @@ fn slot_entry(index: u32, dir: Direction) -> u32 {
     index << 1 | dir as u32
 }
 
+/// The direction a slot entry (see [`slot_entry`]) stands for.
+#[inline(always)]
+fn entry_dir(entry: u32) -> Direction {
+    if entry & 1 == 0 {
+        Direction::Original
+    } else {
+        Direction::Reply
+    }
+}
+
 #[inline]
 fn tag_of(hash: u64) -> u32 {
     (hash >> 32) as u32
@@ -685,11 +695,7 @@ impl ConnTable {
     #[inline]
     pub fn lookup_hashed(&self, key: &FlowKey, hash: u64) -> Option<(ConnId, Direction)> {
         self.find(key, self.probe(hash)).map(|(_, entry)| {
-            let dir = if entry & 1 == 0 {
-                Direction::Original
-            } else {
-                Direction::Reply
-            };
+            let dir = entry_dir(entry);
             (ConnId(entry >> 1), dir)
         })
     }
@@ -709,32 +715,13 @@ impl ConnTable {
     ) -> Option<Hit> {
         let (_, entry) = self.find(key, probe)?;
         let conn = self.conns.get_mut((entry >> 1) as usize)?;
-        let (dir, translated) = if entry & 1 == 0 {
-            // To the backend: the reply key reversed.
-            let src = if conn.reply_dst == CLIENT_ADDR {
-                conn.client
-            } else {
-                self.locals.addr(conn.reply_dst)
-            };
-            let translated = FlowKey {
-                src,
-                dst: self.locals.addr(conn.backend),
-                src_port: conn.reply_dst_port,
-                dst_port: conn.backend_port,
-                proto: conn.proto,
-            };
-            (Direction::Original, translated)
-        } else {
-            // To the client: the original key reversed.
-            let translated = FlowKey {
-                src: self.locals.addr(conn.vip),
-                dst: conn.client,
-                src_port: conn.vip_port,
-                dst_port: conn.client_port,
-                proto: conn.proto,
-            };
-            (Direction::Reply, translated)
-        };
+        let dir = entry_dir(entry);
+        // To the backend: the reply key reversed; to the client: the original key reversed.
+        let translated = match dir {
+            Direction::Original => conn.reply_key(&self.locals),
+            Direction::Reply => conn.original_key(&self.locals),
+        }
+        .reversed();
         // State transitions only change the idle timeout, which expiry reads from the entry.
         let _ = conn.on_packet(dir, tcp_flags, bytes, now);
         Some(Hit {
@@ -758,11 +745,7 @@ impl ConnTable {
                 return None;
             }
             if slot.tag == tag {
-                let dir = if slot.entry & 1 == 0 {
-                    Direction::Original
-                } else {
-                    Direction::Reply
-                };
+                let dir = entry_dir(slot.entry);
                 let conn = self.conns.get((slot.entry >> 1) as usize)?;
                 if conn.matches(key, dir, &self.locals) {
                     return Some((i, slot.entry));
@@ -1036,11 +1019,7 @@ impl ConnTable {
                 j = next_slot(j, n);
             }
             let id = ConnId(slot.entry >> 1);
-            let dir = if slot.entry & 1 == 0 {
-                Direction::Original
-            } else {
-                Direction::Reply
-            };
+            let dir = entry_dir(slot.entry);
             let key = self.key(id, dir).expect("slot points at a free entry");
             assert_eq!(tag_of(self.hash_key(&key)), slot.tag);
             assert_eq!(self.lookup(&key), Some((id, dir)));

@@ -13,8 +13,8 @@ use crate::conntrack::{Direction, Probe, Tick};
 use crate::flow::{Addr, FlowKey, Proto};
 use crate::snapshot::Snapshot;
 
+use super::rewrite::{apply, delta16};
 use super::{DropReason, PacketBuf, Verdict, Worker};
-use crate::wire::checksum;
 
 const L3: usize = 14;
 const L4: usize = L3 + 20;
@@ -152,8 +152,10 @@ fn translate_v4(frame: &mut [u8], new: &FlowKey) {
     let addr_delta = delta_ne32(word(h, L3 + 12), new_src) + delta_ne32(word(h, L3 + 16), new_dst);
     let (ttl, proto) = (h[L3 + 8], h[L3 + 9]);
     let new_ttl = ttl.saturating_sub(1);
-    let ttl_delta = u64::from(!u16::from_ne_bytes([ttl, proto]))
-        + u64::from(u16::from_ne_bytes([new_ttl, proto]));
+    let ttl_delta = delta16(
+        u16::from_ne_bytes([ttl, proto]),
+        u16::from_ne_bytes([new_ttl, proto]),
+    );
     let ip_sum = apply_ne(h, L3 + 10, addr_delta + ttl_delta);
     h[L3 + 8] = new_ttl;
     h[L3 + 12..L3 + 16].copy_from_slice(&new_src);
@@ -177,11 +179,11 @@ fn translate_v4(frame: &mut [u8], new: &FlowKey) {
     h[L4..L4 + 4].copy_from_slice(&new_ports);
 }
 
-/// The checksum at `at` with `delta` applied: ~(~HC + delta), folded, in memory order.
+/// The checksum at `at` with `delta` applied ([`apply`] works in either byte order), in
+/// memory order.
 #[inline(always)]
 fn apply_ne(h: &[u8; MIN_FRAME], at: usize, delta: u64) -> [u8; 2] {
-    let old = u16::from_ne_bytes([h[at], h[at + 1]]);
-    (!checksum::fold(u64::from(!old) + delta)).to_ne_bytes()
+    apply(u16::from_ne_bytes([h[at], h[at + 1]]), delta).to_ne_bytes()
 }
 
 #[cfg(test)]
