@@ -653,15 +653,9 @@ impl ConnTable {
         }
     }
 
-    /// Start loading the home slot of `hash` into the cache. For a burst: hash every key and
-    /// prefetch its slot, then [`ConnTable::prefetch_conn`] each, then look each up, so the
-    /// memory latencies of the burst overlap instead of adding up.
-    #[inline]
-    pub fn prefetch_slot(&self, hash: u64) {
-        self.prefetch_probe_slot(&self.probe(hash));
-    }
-
-    /// [`ConnTable::prefetch_slot`] for a computed probe.
+    /// Start loading the home slot of `probe` into the cache. For a burst: hash every key and
+    /// prefetch its slot, then [`ConnTable::prefetch_probe_conn`] each, then look each up, so
+    /// the memory latencies of the burst overlap instead of adding up.
     #[inline(always)]
     pub fn prefetch_probe_slot(&self, probe: &Probe) {
         if probe.home < self.slots.len() {
@@ -669,14 +663,8 @@ impl ConnTable {
         }
     }
 
-    /// Start loading the connection that the home slot of `hash` points at, if its tag
-    /// matches (the common case for a hit). Best after [`ConnTable::prefetch_slot`].
-    #[inline]
-    pub fn prefetch_conn(&self, hash: u64) {
-        self.prefetch_probe_conn(&self.probe(hash));
-    }
-
-    /// [`ConnTable::prefetch_conn`] for a computed probe.
+    /// Start loading the connection that the home slot of `probe` points at, if its tag
+    /// matches (the common case for a hit). Best after [`ConnTable::prefetch_probe_slot`].
     #[inline(always)]
     pub fn prefetch_probe_conn(&self, probe: &Probe) {
         let Some(slot) = self.slots.get(probe.home) else {
@@ -684,10 +672,8 @@ impl ConnTable {
         };
         let index = (slot.entry >> 1) as usize;
         if slot.tag == probe.tag && index < self.conns.len() {
-            let conn = self.conns.as_ptr().wrapping_add(index);
-            prefetch(conn);
-            // A `Conn` may straddle two cache lines.
-            prefetch(conn.cast::<u8>().wrapping_add(size_of::<Conn>() - 1));
+            // One line: a `Conn` is 64 bytes and line-aligned.
+            prefetch(self.conns.as_ptr().wrapping_add(index));
         }
     }
 

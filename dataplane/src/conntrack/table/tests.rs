@@ -690,8 +690,8 @@ fn the_table_moves_to_its_worker_and_prefetch_is_harmless() {
         let o = original(client(1), 1000, Proto::Tcp);
         let _ = t.insert(o, dnat_reply(&o, backend(1)), data(NatMode::Dnat), Tick(0));
         for h in [0, u64::MAX, t.hash_key(&o)] {
-            t.prefetch_slot(h);
-            t.prefetch_conn(h);
+            t.prefetch_probe_slot(&t.probe(h));
+            t.prefetch_probe_conn(&t.probe(h));
             assert_eq!(
                 t.lookup_hashed(&o, h).is_some(),
                 capacity > 0 && h == t.hash_key(&o)
