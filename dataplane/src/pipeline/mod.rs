@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use crate::conntrack::table::prefetch;
 use crate::conntrack::{
-    ConnData, ConnTable, Direction, InsertError, Ownership, PortPartition, SnatPorts, Tick,
-    Timeouts, Transition,
+    ConnData, ConnInfo, ConnTable, Direction, InsertError, Ownership, PortPartition, SnatPorts,
+    Tick, Timeouts, Transition,
 };
 use crate::flow::{Addr, FlowKey, NatMode, Proto};
 use crate::lb::RoundRobinCursors;
@@ -124,9 +124,13 @@ pub enum DropReason {
     HostPathFull,
     /// Not for a VIP or connection the appliance knows, and no route covers the destination.
     NoRoute,
+    /// A new flow whose reply key belongs to a live connection: a DNAT client reusing its
+    /// port towards the same backend through another VIP or port while the first connection
+    /// is still open (the backend's replies could not be told apart).
+    ReplyKeyInUse,
 }
 
-const OWN_REASONS: [DropReason; 19] = [
+const OWN_REASONS: [DropReason; 20] = [
     DropReason::NotIp,
     DropReason::Fragment,
     DropReason::IcmpUnhandled,
@@ -146,6 +150,7 @@ const OWN_REASONS: [DropReason; 19] = [
     DropReason::NoHostPath,
     DropReason::HostPathFull,
     DropReason::NoRoute,
+    DropReason::ReplyKeyInUse,
 ];
 
 impl DropReason {
@@ -190,6 +195,7 @@ impl DropReason {
             DropReason::NoHostPath => "no_host_path",
             DropReason::HostPathFull => "host_path_full",
             DropReason::NoRoute => "no_route",
+            DropReason::ReplyKeyInUse => "reply_key_in_use",
         }
     }
 }
@@ -768,7 +774,13 @@ impl Worker {
             backend: backend.id,
             nat: service.mode,
         };
-        match self.conns.insert(*key, reply, data, now) {
+        let mut inserted = self.conns.insert(*key, reply, data, now);
+        if inserted == Err(InsertError::Duplicate(Direction::Reply))
+            && self.reclaim_finished(&reply, now)
+        {
+            inserted = self.conns.insert(*key, reply, data, now);
+        }
+        match inserted {
             Ok(id) => {
                 self.counters.new_connections.inc();
                 self.counters.active_connections.inc();
@@ -786,11 +798,9 @@ impl Worker {
                 }
                 Err(Verdict::Drop(match e {
                     InsertError::Full | InsertError::LocalAddrsFull => DropReason::TableFull,
-                    // The reply key is taken (e.g. a DNAT client reusing a port towards the
-                    // same backend through another VIP): refuse rather than mix connections.
-                    InsertError::Duplicate(_) | InsertError::InvalidKeys => {
-                        DropReason::NoConnection
-                    }
+                    // A live connection has the reply key: refuse rather than mix them.
+                    InsertError::Duplicate(_) => DropReason::ReplyKeyInUse,
+                    InsertError::InvalidKeys => DropReason::NoConnection,
                 }))
             }
         }
@@ -978,29 +988,55 @@ impl Worker {
     /// releases what expired connections held.
     pub fn housekeeping(&mut self, now: Tick) -> usize {
         let budget = self.cfg.expire_budget;
-        let counters = self.counters.clone();
+        let counters = &self.counters;
         let snat = &mut self.snat;
-        self.conns.expire(now, budget, |info| {
-            counters.closed_connections.inc();
-            counters.active_connections.sub(1);
-            if let Some(c) = counters.backend(info.data.backend) {
-                c.closed_connections.inc();
-            }
-            if info.data.nat == NatMode::FullNat {
-                let (addr, port) = (info.reply.dst, info.reply.dst_port);
-                for allocator in snat.iter_mut() {
-                    if allocator.release(&addr, info.original.proto, port) {
-                        break;
-                    }
-                }
-            }
-        })
+        self.conns
+            .expire(now, budget, |info| account_closed(counters, snat, info))
+    }
+
+    /// Removes the finished TCP connection (time-wait or reset) that holds `key`, so that a
+    /// new flow needing the key can have it: a DNAT client reusing its port towards the same
+    /// backend through another VIP or port, which TCP allows once the old connection is over
+    /// (Linux conntrack and IPVS reuse such entries too). Returns whether one was removed.
+    fn reclaim_finished(&mut self, key: &FlowKey, now: Tick) -> bool {
+        let Some((id, _)) = self.conns.lookup(key) else {
+            return false;
+        };
+        if !self
+            .conns
+            .get(id)
+            .is_some_and(|conn| conn.state().is_terminal())
+        {
+            return false;
+        }
+        let Some(info) = self.conns.remove(id, now) else {
+            return false;
+        };
+        account_closed(&self.counters, &mut self.snat, &info);
+        true
     }
 
     fn release_snat(&mut self, addr: &Addr, proto: Proto, port: u16) {
         for allocator in self.snat.iter_mut() {
             if allocator.release(addr, proto, port) {
                 return;
+            }
+        }
+    }
+}
+
+/// Counts a removed connection as closed and gives its SNAT port back.
+fn account_closed(counters: &WorkerCounters, snat: &mut [SnatPorts], info: &ConnInfo) {
+    counters.closed_connections.inc();
+    counters.active_connections.sub(1);
+    if let Some(c) = counters.backend(info.data.backend) {
+        c.closed_connections.inc();
+    }
+    if info.data.nat == NatMode::FullNat {
+        let (addr, port) = (info.reply.dst, info.reply.dst_port);
+        for allocator in snat.iter_mut() {
+            if allocator.release(&addr, info.original.proto, port) {
+                break;
             }
         }
     }

@@ -1059,3 +1059,129 @@ fn drop_reasons_have_distinct_indexes_and_names() {
     names.dedup();
     assert_eq!(names.len(), DropReason::COUNT);
 }
+
+/// A DNAT client reusing its port towards the same backend through another service port
+/// gives the same reply key. While the first connection is open the new flow is refused (the
+/// backend's replies could not be told apart); once it is over (time-wait) the new SYN takes
+/// the key, and each connection's replies come back from its own VIP port.
+#[test]
+fn a_client_port_reused_towards_the_same_backend_waits_until_the_first_connection_is_over() {
+    let mut c = Cluster::new(1);
+    let cport = 41_000;
+    let from_client = |dport: u16, seq: u32, ack: Option<u32>, syn: bool, fin: bool| Tcp {
+        src_mac: CLIENT_MAC,
+        dst_mac: LB_MAC[0],
+        src: CLIENT,
+        dst: VIP,
+        ttl: 64,
+        sport: cport,
+        dport,
+        seq,
+        ack,
+        syn,
+        fin,
+        rst: false,
+        payload: b"",
+    };
+    let (v, out, _) = c.send(from_client(80, 100, None, true, false).build(), 0);
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let b = dst_backend(&out);
+    let from_backend = |seq: u32, ack: Option<u32>, syn: bool, fin: bool| Tcp {
+        src_mac: backend_mac(b),
+        dst_mac: LB_MAC[1],
+        src: backend_ip(b),
+        dst: CLIENT,
+        ttl: 64,
+        sport: 8080,
+        dport: cport,
+        seq,
+        ack,
+        syn,
+        fin,
+        rst: false,
+        payload: b"",
+    };
+
+    // A second DNAT service, port 83, whose only backend is the one the first flow got.
+    let mut cfg = config(2);
+    let only_b: Vec<Backend> = backends(3, 8080, false)
+        .into_iter()
+        .filter(|x| x.addr == Addr::from_v4(backend_ip(b)))
+        .collect();
+    cfg.services.push(service(
+        8,
+        Addr::from_v4(VIP),
+        83,
+        Proto::Tcp,
+        NatMode::Dnat,
+        None,
+        only_b,
+    ));
+    c.publish(cfg);
+
+    let second_syn = from_client(83, 5000, None, true, false).build();
+    assert_eq!(
+        c.send(second_syn.clone(), 0).0,
+        Verdict::Drop(DropReason::ReplyKeyInUse)
+    );
+    assert_eq!(c.workers[0].counters().drops(DropReason::ReplyKeyInUse), 1);
+
+    // The first connection is unharmed: its replies still come from port 80. Then it ends.
+    let (v, out, _) = c.send(from_backend(900, Some(101), true, false).build(), 1);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!(src_port_of(&out), 80);
+    for (client_side, seq, ack, fin) in [
+        (true, 101, 901, false),
+        (true, 101, 901, true),
+        (false, 901, 102, true),
+        (true, 102, 902, false),
+    ] {
+        let frame = if client_side {
+            from_client(80, seq, Some(ack), false, fin).build()
+        } else {
+            from_backend(seq, Some(ack), false, fin).build()
+        };
+        let port = if client_side { 0 } else { 1 };
+        assert_eq!(c.send(frame, port).0, Verdict::Forward { port: 1 - port });
+    }
+    let conn = c.workers[0].connections().iter(c.now).next().unwrap();
+    assert_eq!(conn.state, crate::conntrack::ConnState::TimeWait);
+
+    // Now the second SYN takes the key over.
+    let (v, out, _) = c.send(second_syn, 0);
+    assert_eq!(v, Verdict::Forward { port: 1 });
+    let expected = Tcp {
+        src_mac: LB_MAC[1],
+        dst_mac: backend_mac(b),
+        src: CLIENT,
+        dst: backend_ip(b),
+        ttl: 63,
+        sport: cport,
+        dport: 8080,
+        seq: 5000,
+        ack: None,
+        syn: true,
+        fin: false,
+        rst: false,
+        payload: b"",
+    };
+    assert_eq!(out, expected.build());
+    let (v, out, _) = c.send(from_backend(7000, Some(5001), true, false).build(), 1);
+    assert_eq!(v, Verdict::Forward { port: 0 });
+    assert_eq!(
+        src_port_of(&out),
+        83,
+        "the reply comes from the second service's port"
+    );
+
+    let counters = c.workers[0].counters();
+    assert_eq!(c.total_conns(), 1);
+    assert_eq!(counters.new_connections.get(), 2);
+    assert_eq!(counters.closed_connections.get(), 1);
+    assert_eq!(counters.active_connections.get(), 1);
+    assert_eq!(
+        counters.drops(DropReason::ReplyKeyInUse),
+        1,
+        "only the SYN sent while the first connection was open"
+    );
+}
