@@ -125,12 +125,18 @@ class Sluiced(Daemon):
         return in_ns(NS_LB, "curl", "-s", "--max-time", "2", "http://127.0.0.1:9100/metrics").stdout
 
 
+# The running sluiced, for the failure report below.
+RUNNING = {}
+
+
 @pytest.fixture(scope="session")
 def sluiced(topology, backends):
     workdir = tempfile.mkdtemp(prefix="sluice-e2e-")
     daemon = Sluiced(workdir)
     daemon.start()
+    RUNNING["sluiced"] = daemon
     yield daemon
+    RUNNING.pop("sluiced", None)
     code = daemon.stop()
     log = daemon.log_text()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -146,3 +152,26 @@ def curl(path="/", port=80, timeout=3, host=VIP, extra=()):
 def udp_echo(payload, port=53, host=VIP):
     return in_ns(NS_CLIENT, "socat", "-t", "2", "-T", "2", "-", f"UDP4:{host}:{port}",
                  input=payload, check=False, timeout=10)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used sluiced reports what the appliance saw: the tail of its log, its
+    drop and neighbour counters and every namespace's neighbour table (the daemon's workdir is
+    gone by the time anyone reads a CI log)."""
+    outcome = yield
+    report = outcome.get_result()
+    daemon = RUNNING.get("sluiced")
+    if not report.failed or daemon is None or "sluiced" not in item.fixturenames:
+        return
+    report.sections.append(("sluiced log (last 60 lines)",
+                            "\n".join(daemon.log_text().splitlines()[-60:])))
+    metrics = in_ns(NS_LB, "curl", "-s", "--max-time", "10", "http://127.0.0.1:9100/metrics",
+                    check=False, timeout=15).stdout
+    report.sections.append(("sluiced worker and drop counters (non-zero)", "\n".join(
+        line for line in metrics.splitlines()
+        if line.startswith(("sluice_worker_", "sluice_drops_total", "sluice_snapshot"))
+        and not line.endswith(" 0"))))
+    for ns in (NS_CLIENT, NS_LB, NS_BACKENDS):
+        report.sections.append((f"ip neigh in {ns}",
+                                in_ns(ns, "ip", "neigh", "show", check=False).stdout))

@@ -44,9 +44,10 @@ def test_client_reaches_the_vip_with_dynamic_resolution(sluiced, backends, tmp_p
         assert "default via 198.18.0.1" in routes, routes
         assert "198.19." not in routes, routes
         answered = set()
-        for _ in range(30):
+        for attempt in range(30):
             r = curl(port=PORT)
-            assert r.returncode == 0 and r.stdout.startswith("backend "), (r.returncode, r.stderr)
+            assert r.returncode == 0 and r.stdout.startswith("backend "), \
+                (attempt, r.returncode, r.stderr)
             answered.add(r.stdout.split()[1])
         assert answered == {"1", "2", "3"}, answered
 
