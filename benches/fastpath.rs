@@ -18,6 +18,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use dataplane::conntrack::{ConnState, Tick, Timeouts};
 use dataplane::flow::{Addr, NatMode, Proto};
 use dataplane::lb::{backend_key, MaglevBackend, MaglevTable, Selection};
+use dataplane::mem::{huge_page_vec, prefetch};
 use dataplane::pipeline::{Verdict, Worker, WorkerConfig};
 use dataplane::snapshot::{
     Backend, BackendState, Neighbour, Route, ServiceConfig, ServiceKey, Snapshot, SnapshotConfig,
@@ -373,8 +374,8 @@ fn bench_memory_floor(c: &mut Criterion) {
     const BURST: usize = dataplane::pipeline::BURST;
     let capacity = ESTABLISHED_CAPACITY as usize;
     let slot_count = capacity * 4;
-    let mut slots: Vec<u32> = huge_page_vec(slot_count);
-    let mut lines: Vec<[u64; 8]> = huge_page_vec(capacity);
+    let mut slots: Vec<u32> = huge_page_vec(slot_count, 0);
+    let mut lines: Vec<[u64; 8]> = huge_page_vec(capacity, [0; 8]);
     let mut g = c.benchmark_group("memory_floor");
     g.throughput(Throughput::Elements(BURST as u64));
     for flows in [1_000u32, 1_000_000] {
@@ -397,16 +398,16 @@ fn bench_memory_floor(c: &mut Criterion) {
                         let i = indices[cursor & (indices.len() - 1)];
                         cursor += 1;
                         *a = if two { slot_of(i) } else { i as usize };
-                        prefetch(if two {
-                            slots.as_ptr().wrapping_add(*a).cast()
+                        if two {
+                            prefetch(slots.as_ptr().wrapping_add(*a));
                         } else {
-                            lines.as_ptr().wrapping_add(*a).cast()
-                        });
+                            prefetch(lines.as_ptr().wrapping_add(*a));
+                        }
                     }
                     if two {
                         for a in at.iter_mut() {
                             *a = slots[*a] as usize;
-                            prefetch(lines.as_ptr().wrapping_add(*a).cast());
+                            prefetch(lines.as_ptr().wrapping_add(*a));
                         }
                     }
                     let mut sum = 0u64;
@@ -421,33 +422,6 @@ fn bench_memory_floor(c: &mut Criterion) {
         }
     }
     g.finish();
-}
-
-/// A zeroed vector that asks for transparent huge pages before its pages are touched (as the
-/// connection table does).
-fn huge_page_vec<T: Copy + Default>(len: usize) -> Vec<T> {
-    let mut v: Vec<T> = Vec::with_capacity(len);
-    const HUGE: usize = 2 << 20;
-    let start = (v.as_mut_ptr() as usize).next_multiple_of(HUGE);
-    let end = (v.as_mut_ptr() as usize + len * size_of::<T>()) & !(HUGE - 1);
-    if end > start {
-        // SAFETY: the range lies inside the allocation just made and not yet touched; madvise
-        // only changes how the kernel backs it (the result is ignored: a hint).
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-    }
-    v.resize(len, T::default());
-    v
-}
-
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }
 
 /// SYNs per timed chunk; the table is emptied between chunks (outside the timing), so it

@@ -6,6 +6,7 @@
 pub mod conntrack;
 pub mod flow;
 pub mod lb;
+pub mod mem;
 pub mod neigh;
 pub mod pipeline;
 pub mod route;

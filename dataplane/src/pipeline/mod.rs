@@ -17,13 +17,13 @@ pub mod vlan;
 
 use std::sync::Arc;
 
-use crate::conntrack::table::prefetch;
 use crate::conntrack::{
     ConnData, ConnInfo, ConnTable, Direction, InsertError, Ownership, PortPartition, SnatPorts,
     Tick, Timeouts, Transition,
 };
 use crate::flow::{Addr, FlowKey, NatMode, Proto};
 use crate::lb::RoundRobinCursors;
+use crate::mem::prefetch;
 use crate::neigh::{NeighbourCache, NeighbourTimers, PortInfo, Resolver};
 use crate::snapshot::{BackendState, ServiceKey, Snapshot};
 use crate::wire::{self, EtherKind, PacketInfo, ParseError};
@@ -794,7 +794,7 @@ impl Worker {
             }
             Err(e) => {
                 if let Some(lease) = lease {
-                    self.release_snat(&lease.addr, key.proto, lease.port);
+                    release_snat(&mut self.snat, &lease.addr, key.proto, lease.port);
                 }
                 Err(Verdict::Drop(match e {
                     InsertError::Full | InsertError::LocalAddrsFull => DropReason::TableFull,
@@ -1015,14 +1015,6 @@ impl Worker {
         account_closed(&self.counters, &mut self.snat, &info);
         true
     }
-
-    fn release_snat(&mut self, addr: &Addr, proto: Proto, port: u16) {
-        for allocator in self.snat.iter_mut() {
-            if allocator.release(addr, proto, port) {
-                return;
-            }
-        }
-    }
 }
 
 /// Counts a removed connection as closed and gives its SNAT port back.
@@ -1033,11 +1025,20 @@ fn account_closed(counters: &WorkerCounters, snat: &mut [SnatPorts], info: &Conn
         c.closed_connections.inc();
     }
     if info.data.nat == NatMode::FullNat {
-        let (addr, port) = (info.reply.dst, info.reply.dst_port);
-        for allocator in snat.iter_mut() {
-            if allocator.release(&addr, info.original.proto, port) {
-                break;
-            }
+        release_snat(
+            snat,
+            &info.reply.dst,
+            info.original.proto,
+            info.reply.dst_port,
+        );
+    }
+}
+
+/// Gives a full-NAT source port back to whichever of the worker's allocators holds it.
+fn release_snat(snat: &mut [SnatPorts], addr: &Addr, proto: Proto, port: u16) {
+    for allocator in snat.iter_mut() {
+        if allocator.release(addr, proto, port) {
+            return;
         }
     }
 }
