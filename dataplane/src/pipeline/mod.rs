@@ -6,6 +6,7 @@
 //! and SNAT allocators are preallocated, counters are single-writer, and every header access is
 //! bounds-checked (a malformed packet is dropped and counted).
 
+mod admit;
 pub mod counters;
 mod fast;
 pub mod fragments;
@@ -18,14 +19,13 @@ pub mod vlan;
 use std::sync::Arc;
 
 use crate::conntrack::{
-    ConnData, ConnInfo, ConnTable, Direction, InsertError, Ownership, PortPartition, SnatPorts,
-    Tick, Timeouts, Transition,
+    ConnInfo, ConnTable, Direction, Ownership, PortPartition, SnatPorts, Tick, Timeouts, Transition,
 };
 use crate::flow::{Addr, FlowKey, NatMode, Proto};
 use crate::lb::RoundRobinCursors;
 use crate::mem::prefetch;
 use crate::neigh::{NeighbourCache, NeighbourTimers, PortInfo, Resolver};
-use crate::snapshot::{BackendState, ServiceKey, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::wire::{self, EtherKind, PacketInfo, ParseError};
 
 pub use counters::{BackendCounters, Counter, ServiceCounters, WorkerCounters};
@@ -479,7 +479,8 @@ impl Worker {
         now: Tick,
         handed_over: bool,
     ) -> Verdict {
-        if let Some(fast) = fast::recognise(pkt.data()) {
+        // SYNs take the general path, which overlaps the cache misses of a new connection.
+        if let Some(fast) = fast::recognise(pkt.data()).filter(|f| !admit::is_syn(f.tcp_flags)) {
             let probe = self.conns.probe(self.conns.hash_key(&fast.key));
             if let Some(verdict) =
                 self.forward_established(snap, pkt, &fast, probe, now, handed_over)
@@ -539,9 +540,11 @@ impl Worker {
         // Stage 3: process; what the fast path does not take goes the general way.
         for (i, (pkt, verdict)) in pkts.iter_mut().zip(verdicts.iter_mut()).take(n).enumerate() {
             let fast = self.staged[i];
-            let forwarded = fast.and_then(|(fast, probe)| {
-                self.forward_established(snap, pkt, &fast, probe, now, false)
-            });
+            let forwarded = fast
+                .filter(|(fast, _)| !admit::is_syn(fast.tcp_flags))
+                .and_then(|(fast, probe)| {
+                    self.forward_established(snap, pkt, &fast, probe, now, false)
+                });
             *verdict = match forwarded {
                 Some(verdict) => verdict,
                 None => self.classify_and_translate(snap, pkt, ingress, now, false),
@@ -644,12 +647,35 @@ impl Worker {
         let bytes = u32::from(info.l4_len) + u32::from(info.l4_offset);
         let flags = info.tcp_flags.0;
         let hash = hash.unwrap_or_else(|| self.conns.hash_key(&key));
-        let (id, dir) = match self.conns.lookup_hashed(&key, hash) {
-            Some(hit) => hit,
-            None => match self.new_connection(snap, pkt, &info, &key, ingress, now) {
-                Ok(created) => created,
-                Err(verdict) => return verdict,
-            },
+        let found = if admit::is_syn(info.tcp_flags.0) {
+            // A SYN almost always opens a connection: plan it first and prefetch the reply
+            // key's slot, so that miss overlaps the original key's (see `admit`).
+            self.conns.prefetch_probe_slot(&self.conns.probe(hash));
+            let plan = self.plan_connection(snap, &info, &key);
+            if let Ok(plan) = &plan {
+                self.conns
+                    .prefetch_probe_slot(&self.conns.probe(self.conns.hash_key(&plan.reply)));
+            }
+            match (self.conns.lookup_hashed(&key, hash), plan) {
+                (Some(hit), Ok(plan)) => {
+                    self.abandon(&plan, key.proto);
+                    Ok(hit)
+                }
+                (Some(hit), Err(_)) => Ok(hit),
+                (None, Ok(plan)) => self.open_connection(&plan, &key, now),
+                (None, Err(refusal)) => Err(refusal),
+            }
+        } else {
+            match self.conns.lookup_hashed(&key, hash) {
+                Some(hit) => Ok(hit),
+                None => self
+                    .plan_connection(snap, &info, &key)
+                    .and_then(|plan| self.open_connection(&plan, &key, now)),
+            }
+        };
+        let (id, dir) = match found {
+            Ok(hit) => hit,
+            Err(refusal) => return self.refuse(refusal, pkt, &info, ingress),
         };
         let Some(translated) = self.conns.translated_key(id, dir) else {
             return Verdict::Drop(DropReason::NoConnection);
@@ -683,127 +709,6 @@ impl Worker {
             self.track_first_fragment(&info, &translated, now);
         }
         self.address_l2(snap, pkt, info.vlan, &translated.dst, now)
-    }
-
-    /// Creates the connection for the first packet of a flow to a VIP, or says what to do
-    /// instead (reject, drop).
-    #[inline]
-    fn new_connection<B: PacketBuf + ?Sized>(
-        &mut self,
-        snap: &Snapshot,
-        pkt: &mut B,
-        info: &PacketInfo,
-        key: &FlowKey,
-        ingress: u16,
-        now: Tick,
-    ) -> Result<(crate::conntrack::ConnId, Direction), Verdict> {
-        if !snap.is_vip(&key.dst) {
-            // Checked only here, on a connection-table miss, so established flows pay nothing
-            // for the exception path; an interface address that is also a SNAT address still
-            // gets its full-NAT replies (those hit the table first).
-            if is_host_addr(snap, &key.dst) {
-                return Err(Verdict::ToHost { port: ingress });
-            }
-            return Err(Verdict::Drop(DropReason::NoConnection));
-        }
-        let service_key = ServiceKey {
-            vip: key.dst,
-            port: key.dst_port,
-            proto: key.proto,
-        };
-        let Some(service) = snap.service(&service_key) else {
-            return Err(self.reject(pkt, info, ingress));
-        };
-        if key.proto == Proto::Tcp {
-            let flags = info.tcp_flags;
-            if flags.rst() || (!flags.syn() && !self.cfg.midstream_pickup) {
-                return Err(Verdict::Drop(DropReason::TcpNotSyn));
-            }
-        }
-        let Some((_, backend)) = service.select_backend(key, &mut self.rr) else {
-            if let Some(c) = self.counters.service(service.id) {
-                c.rejected.inc();
-            }
-            return Err(self.reject(pkt, info, ingress));
-        };
-        // A REJECT backend's share is refused outright, with no connection state.
-        if backend.state == BackendState::Reject {
-            if let Some(c) = self.counters.service(service.id) {
-                c.rejected.inc();
-            }
-            return Err(self.reject(pkt, info, ingress));
-        }
-        let backend = *backend;
-        let (reply, lease) = match service.mode {
-            NatMode::Dnat => (
-                FlowKey {
-                    src: backend.addr,
-                    dst: key.src,
-                    src_port: backend.port,
-                    dst_port: key.src_port,
-                    proto: key.proto,
-                },
-                None,
-            ),
-            NatMode::FullNat => {
-                let allocator = service
-                    .snat_pool
-                    .and_then(|p| self.snat_by_pool.get(p))
-                    .and_then(|&i| self.snat.get_mut(i));
-                let Some(allocator) = allocator else {
-                    return Err(Verdict::Drop(DropReason::NoSnatPool));
-                };
-                let Some(lease) = allocator.allocate(key.proto, key.hash(self.selection_hash_seed))
-                else {
-                    return Err(Verdict::Drop(DropReason::SnatExhausted));
-                };
-                (
-                    FlowKey {
-                        src: backend.addr,
-                        dst: lease.addr,
-                        src_port: backend.port,
-                        dst_port: lease.port,
-                        proto: key.proto,
-                    },
-                    Some(lease),
-                )
-            }
-        };
-        let data = ConnData {
-            service: service.id,
-            backend: backend.id,
-            nat: service.mode,
-        };
-        let mut inserted = self.conns.insert(*key, reply, data, now);
-        if inserted == Err(InsertError::Duplicate(Direction::Reply))
-            && self.reclaim_finished(&reply, now)
-        {
-            inserted = self.conns.insert(*key, reply, data, now);
-        }
-        match inserted {
-            Ok(id) => {
-                self.counters.new_connections.inc();
-                self.counters.active_connections.inc();
-                if let Some(c) = self.counters.service(service.id) {
-                    c.new_connections.inc();
-                }
-                if let Some(c) = self.counters.backend(backend.id) {
-                    c.new_connections.inc();
-                }
-                Ok((id, Direction::Original))
-            }
-            Err(e) => {
-                if let Some(lease) = lease {
-                    release_snat(&mut self.snat, &lease.addr, key.proto, lease.port);
-                }
-                Err(Verdict::Drop(match e {
-                    InsertError::Full | InsertError::LocalAddrsFull => DropReason::TableFull,
-                    // A live connection has the reply key: refuse rather than mix them.
-                    InsertError::Duplicate(_) => DropReason::ReplyKeyInUse,
-                    InsertError::InvalidKeys => DropReason::NoConnection,
-                }))
-            }
-        }
     }
 
     /// Refuses a flow: TCP reset or ICMP port unreachable back to the sender.

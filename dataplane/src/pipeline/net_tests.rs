@@ -7,7 +7,7 @@ use super::*;
 use crate::lb::Selection;
 use crate::neigh::{self, NeighbourEvent, ParkedPackets};
 use crate::snapshot::{
-    Backend, BackendState, LocalAddr, Route, ServiceConfig, SnapshotConfig, SnatPool,
+    Backend, BackendState, LocalAddr, Route, ServiceConfig, ServiceKey, SnapshotConfig, SnatPool,
 };
 use etherparse::{icmpv4, Icmpv4Type, Icmpv6Type, PacketBuilder};
 

@@ -4,7 +4,9 @@
 
 use super::*;
 use crate::lb::Selection;
-use crate::snapshot::{Backend, BackendState, Neighbour, ServiceConfig, SnapshotConfig, SnatPool};
+use crate::snapshot::{
+    Backend, BackendState, Neighbour, ServiceConfig, ServiceKey, SnapshotConfig, SnatPool,
+};
 use etherparse::PacketBuilder;
 
 const LB_MAC: [[u8; 6]; 2] = [[0x02, 0, 0, 0, 0x0a, 0], [0x02, 0, 0, 0, 0x0a, 1]];
@@ -249,6 +251,11 @@ impl Cluster {
 
 /// The client's SYN from port `cport` to the VIP's port 80.
 fn syn(cport: u16) -> Vec<u8> {
+    syn_fields(cport).build()
+}
+
+/// The fields of [`syn`]'s frame, for tests that change some.
+fn syn_fields(cport: u16) -> Tcp<'static> {
     Tcp {
         src_mac: CLIENT_MAC,
         dst_mac: LB_MAC[0],
@@ -264,7 +271,6 @@ fn syn(cport: u16) -> Vec<u8> {
         rst: false,
         payload: b"",
     }
-    .build()
 }
 
 struct Tcp<'a> {
@@ -1184,4 +1190,37 @@ fn a_client_port_reused_towards_the_same_backend_waits_until_the_first_connectio
         1,
         "only the SYN sent while the first connection was open"
     );
+}
+
+/// A SYN is planned (backend chosen, SNAT port taken) before the table is searched for its
+/// connection; a retransmitted SYN must still go to its connection, leave the same bytes, and
+/// give back what the plan took.
+#[test]
+fn a_retransmitted_syn_follows_its_connection_and_takes_nothing_new() {
+    for (vport, full_nat) in [(80u16, false), (81, true)] {
+        let mut c = Cluster::new(1);
+        let available = |c: &Cluster| c.workers[0].snat[0].available(0, Proto::Tcp);
+        let before = available(&c);
+        let frame = Tcp {
+            dport: vport,
+            ..syn_fields(40_000)
+        }
+        .build();
+        let (first, first_out, _) = c.send(frame.clone(), 0);
+        assert_eq!(first, Verdict::Forward { port: 1 });
+        for _ in 0..3 {
+            let (again, again_out, _) = c.send(frame.clone(), 0);
+            assert_eq!(again, first);
+            assert_eq!(again_out, first_out, "port {vport}");
+        }
+        let counters = c.workers[0].counters();
+        assert_eq!(counters.new_connections.get(), 1);
+        assert_eq!(counters.active_connections.get(), 1);
+        assert_eq!(c.total_conns(), 1);
+        assert_eq!(
+            available(&c),
+            before - usize::from(full_nat),
+            "port {vport}"
+        );
+    }
 }

@@ -7,7 +7,8 @@
 use super::super::*;
 use crate::lb::Selection;
 use crate::snapshot::{
-    Backend, BackendState, LocalAddr, Neighbour, ServiceConfig, SnapshotConfig, SnatPool,
+    Backend, BackendState, LocalAddr, Neighbour, ServiceConfig, ServiceKey, SnapshotConfig,
+    SnatPool,
 };
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
