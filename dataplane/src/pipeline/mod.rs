@@ -479,7 +479,8 @@ impl Worker {
         now: Tick,
         handed_over: bool,
     ) -> Verdict {
-        // SYNs take the general path, which overlaps the cache misses of a new connection.
+        // SYNs take the general path, which overlaps the cache misses of a new connection
+        // (`process_burst` has prefetched the original key's slot before it gets there).
         if let Some(fast) = fast::recognise(pkt.data()).filter(|f| !admit::is_syn(f.tcp_flags)) {
             let probe = self.conns.probe(self.conns.hash_key(&fast.key));
             if let Some(verdict) =
@@ -540,11 +541,11 @@ impl Worker {
         // Stage 3: process; what the fast path does not take goes the general way.
         for (i, (pkt, verdict)) in pkts.iter_mut().zip(verdicts.iter_mut()).take(n).enumerate() {
             let fast = self.staged[i];
-            let forwarded = fast
-                .filter(|(fast, _)| !admit::is_syn(fast.tcp_flags))
-                .and_then(|(fast, probe)| {
-                    self.forward_established(snap, pkt, &fast, probe, now, false)
-                });
+            // SYNs try the fast path here too: their slots are prefetched like every packet's,
+            // so a retransmitted SYN costs no more than any established packet.
+            let forwarded = fast.and_then(|(fast, probe)| {
+                self.forward_established(snap, pkt, &fast, probe, now, false)
+            });
             *verdict = match forwarded {
                 Some(verdict) => verdict,
                 None => self.classify_and_translate(snap, pkt, ingress, now, false),
