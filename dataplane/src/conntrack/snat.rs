@@ -205,6 +205,26 @@ impl PortPool {
         Some(offset)
     }
 
+    /// Takes back the port [`PortPool::allocate`] just handed out, unused: it becomes the next
+    /// one handed out again, so an allocation undone leaves the pool as it was.
+    #[inline]
+    fn unallocate(&mut self, offset: u16) -> bool {
+        let Some((word, mask)) = self.bit(offset) else {
+            return false;
+        };
+        match self.in_use.get_mut(word) {
+            Some(w) if *w & mask != 0 => *w &= !mask,
+            _ => return false,
+        }
+        // The place before the head is vacant because free < len here.
+        self.head = self.head.checked_sub(1).unwrap_or(self.ring.len() - 1);
+        if let Some(slot) = self.ring.get_mut(self.head) {
+            *slot = offset;
+        }
+        self.free += 1;
+        true
+    }
+
     #[inline]
     fn release(&mut self, offset: u16) -> bool {
         let Some((word, mask)) = self.bit(offset) else {
@@ -326,22 +346,28 @@ impl SnatPorts {
         self.first.checked_add(offset)
     }
 
+    /// Undo the allocation of a port that was never used: unlike [`SnatPorts::release`] (to the
+    /// back of the queue), the port is the next one handed out again. `false` as for `release`.
+    pub fn unallocate(&mut self, addr: &Addr, proto: Proto, port: u16) -> bool {
+        self.pool_of(addr, proto, port)
+            .is_some_and(|(pool, offset)| pool.unallocate(offset))
+    }
+
     /// Return a port. `false` (and no change) when it is not this worker's, not on one of its
     /// addresses, or not allocated: a bug or a foreign connection, never a reason to panic.
     pub fn release(&mut self, addr: &Addr, proto: Proto, port: u16) -> bool {
-        let Some(addr_index) = self.addrs.iter().position(|a| a == addr) else {
-            return false;
-        };
-        let Some(offset) = port.checked_sub(self.first) else {
-            return false;
-        };
-        match self
-            .pools
+        self.pool_of(addr, proto, port)
+            .is_some_and(|(pool, offset)| pool.release(offset))
+    }
+
+    /// The pool that `port` on `addr` for `proto` comes from, and the port's offset in it.
+    fn pool_of(&mut self, addr: &Addr, proto: Proto, port: u16) -> Option<(&mut PortPool, u16)> {
+        let addr_index = self.addrs.iter().position(|a| a == addr)?;
+        let offset = port.checked_sub(self.first)?;
+        self.pools
             .get_mut(addr_index * PROTO_SPACES + proto_space(proto))
-        {
-            Some(pool) if usize::from(offset) < pool.ring.len() => pool.release(offset),
-            _ => false,
-        }
+            .filter(|pool| usize::from(offset) < pool.ring.len())
+            .map(|pool| (pool, offset))
     }
 
     /// Free ports on the address at `addr_index` for `proto`.
@@ -434,6 +460,26 @@ mod tests {
             assert!(s.allocate(Proto::Icmp, 0).is_some());
             assert_eq!(s.available(0, Proto::Icmpv6), block.len() - 1);
         }
+    }
+
+    #[test]
+    fn an_unallocated_port_is_handed_out_next_and_leaves_the_pool_as_it_was() {
+        let p = PortPartition::new(5000, 5007, 1).unwrap();
+        let mut undone = SnatPorts::new(&[A], &p, 0, 7).unwrap();
+        let untouched = SnatPorts::new(&[A], &p, 0, 7).unwrap();
+        let first = undone.allocate(Proto::Tcp, 0).unwrap();
+        assert!(undone.unallocate(&first.addr, Proto::Tcp, first.port));
+        assert!(
+            !undone.unallocate(&first.addr, Proto::Tcp, first.port),
+            "twice"
+        );
+        assert_eq!(undone.available(0, Proto::Tcp), 8);
+        let order = |mut s: SnatPorts| -> Vec<u16> {
+            (0..8)
+                .map(|_| s.allocate(Proto::Tcp, 0).unwrap().port)
+                .collect()
+        };
+        assert_eq!(order(undone), order(untouched));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::flow::{FlowKey, NatMode, Proto};
 use crate::snapshot::{Backend, BackendState, ServiceKey, Snapshot};
 use crate::wire::{PacketInfo, TcpFlags};
 
-use super::{is_host_addr, release_snat, DropReason, PacketBuf, Verdict, Worker};
+use super::{is_host_addr, DropReason, PacketBuf, Verdict, Worker};
 
 /// A new connection decided but not yet in the table.
 #[derive(Copy, Clone, Debug)]
@@ -26,6 +26,8 @@ pub(super) struct Plan {
     pub reply: FlowKey,
     /// The full-NAT source address and port taken for the connection.
     lease: Option<SnatLease>,
+    /// The service's round-robin cursor slot and its value before the selection.
+    cursor: (usize, u32),
 }
 
 /// Why a flow gets no connection, and so what to do with its packet.
@@ -84,6 +86,7 @@ impl Worker {
         let rejected = Refusal::Reject {
             service: Some(service.id),
         };
+        let cursor = (service.slot, *self.rr.for_service(service.slot));
         let Some((_, backend)) = service.select_backend(key, &mut self.rr) else {
             return Err(rejected);
         };
@@ -133,16 +136,24 @@ impl Worker {
             mode: service.mode,
             reply,
             lease,
+            cursor,
         })
     }
 
-    /// Gives back what a plan holds (its SNAT lease) when its flow turned out to have a
-    /// connection already.
+    /// Undoes a plan whose flow turned out to have a connection already: the SNAT port is the
+    /// next one handed out again and the round-robin cursor is back where it was, so a
+    /// retransmitted SYN changes nothing (the plan must be the last one made).
     #[inline]
     pub(super) fn abandon(&mut self, plan: &Plan, proto: Proto) {
         if let Some(lease) = plan.lease {
-            release_snat(&mut self.snat, &lease.addr, proto, lease.port);
+            for allocator in self.snat.iter_mut() {
+                if allocator.unallocate(&lease.addr, proto, lease.port) {
+                    break;
+                }
+            }
         }
+        let (slot, position) = plan.cursor;
+        *self.rr.for_service(slot) = position;
     }
 
     /// Enters `plan` in the table for `key`, counting the new connection; what to do with the

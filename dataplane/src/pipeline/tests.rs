@@ -1194,24 +1194,40 @@ fn a_client_port_reused_towards_the_same_backend_waits_until_the_first_connectio
 
 /// A SYN is planned (backend chosen, SNAT port taken) before the table is searched for its
 /// connection; a retransmitted SYN must still go to its connection, leave the same bytes, and
-/// give back what the plan took.
+/// undo the plan: the next flow gets what it would have got without the retransmissions.
 #[test]
 fn a_retransmitted_syn_follows_its_connection_and_takes_nothing_new() {
-    for (vport, full_nat) in [(80u16, false), (81, true)] {
-        let mut c = Cluster::new(1);
+    let cases = [
+        (80u16, false, Selection::Maglev),
+        (81, true, Selection::Maglev),
+        (80, false, Selection::RoundRobin),
+        (81, true, Selection::RoundRobin),
+    ];
+    for (vport, full_nat, selection) in cases {
+        let syn_from = |cport: u16| {
+            Tcp {
+                dport: vport,
+                ..syn_fields(cport)
+            }
+            .build()
+        };
+        let (mut c, mut quiet) = (Cluster::new(1), Cluster::new(1));
+        let mut cfg = config(2);
+        for service in &mut cfg.services {
+            service.selection = selection;
+        }
+        c.publish(cfg.clone());
+        quiet.publish(cfg);
         let available = |c: &Cluster| c.workers[0].snat[0].available(0, Proto::Tcp);
         let before = available(&c);
-        let frame = Tcp {
-            dport: vport,
-            ..syn_fields(40_000)
-        }
-        .build();
-        let (first, first_out, _) = c.send(frame.clone(), 0);
+        let (first, first_out, _) = c.send(syn_from(40_000), 0);
         assert_eq!(first, Verdict::Forward { port: 1 });
-        for _ in 0..3 {
-            let (again, again_out, _) = c.send(frame.clone(), 0);
+        assert_eq!(quiet.send(syn_from(40_000), 0).1, first_out);
+        // Four: a round-robin cursor moved by each would be one backend (of three) off.
+        for _ in 0..4 {
+            let (again, again_out, _) = c.send(syn_from(40_000), 0);
             assert_eq!(again, first);
-            assert_eq!(again_out, first_out, "port {vport}");
+            assert_eq!(again_out, first_out, "port {vport} {selection:?}");
         }
         let counters = c.workers[0].counters();
         assert_eq!(counters.new_connections.get(), 1);
@@ -1220,7 +1236,13 @@ fn a_retransmitted_syn_follows_its_connection_and_takes_nothing_new() {
         assert_eq!(
             available(&c),
             before - usize::from(full_nat),
-            "port {vport}"
+            "port {vport} {selection:?}"
+        );
+        // The next flow: same backend and (full-NAT) same source port as without them.
+        assert_eq!(
+            c.send(syn_from(40_001), 0).1,
+            quiet.send(syn_from(40_001), 0).1,
+            "port {vport} {selection:?}"
         );
     }
 }
