@@ -20,6 +20,8 @@
 //! the old tuple in TIME_WAIT) and unpredictably (RFC 6056).
 
 use crate::flow::{Addr, Proto};
+use crate::mem::prefetch;
+
 use core::ops::RangeInclusive;
 
 /// Why a port partition cannot be built.
@@ -201,6 +203,15 @@ impl PortPool {
         self.free -= 1;
         if let Some(w) = self.in_use.get_mut(word) {
             *w |= mask;
+        }
+        // The next port from this pool is known: start loading its in-use word, a random line
+        // of the bitmap that would otherwise be a cache miss on that allocation.
+        if let Some(w) = self
+            .ring
+            .get(self.head)
+            .and_then(|next| self.in_use.get(usize::from(*next) / 64))
+        {
+            prefetch(w);
         }
         Some(offset)
     }
