@@ -21,7 +21,6 @@
 
 use crate::flow::{Addr, Proto};
 use crate::mem::prefetch;
-
 use core::ops::RangeInclusive;
 
 /// Why a port partition cannot be built.
