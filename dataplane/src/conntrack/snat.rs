@@ -215,19 +215,33 @@ impl PortPool {
         Some(offset)
     }
 
-    /// Takes back the port [`PortPool::allocate`] just handed out, unused: it becomes the next
-    /// one handed out again, so an allocation undone leaves the pool as it was.
+    /// Marks `offset` free; `false` (and no change) when it is not allocated.
     #[inline]
-    fn unallocate(&mut self, offset: u16) -> bool {
+    fn clear_in_use(&mut self, offset: u16) -> bool {
         let Some((word, mask)) = self.bit(offset) else {
             return false;
         };
         match self.in_use.get_mut(word) {
-            Some(w) if *w & mask != 0 => *w &= !mask,
-            _ => return false,
+            Some(w) if *w & mask != 0 => {
+                *w &= !mask;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes back the port [`PortPool::allocate`] just handed out, unused: it becomes the next
+    /// one handed out again, so an allocation undone leaves the pool as it was.
+    #[inline]
+    fn unallocate(&mut self, offset: u16) -> bool {
+        if !self.clear_in_use(offset) {
+            return false;
         }
         // The place before the head is vacant because free < len here.
-        self.head = self.head.checked_sub(1).unwrap_or(self.ring.len() - 1);
+        self.head = self
+            .head
+            .checked_sub(1)
+            .unwrap_or(self.ring.len().saturating_sub(1));
         if let Some(slot) = self.ring.get_mut(self.head) {
             *slot = offset;
         }
@@ -237,12 +251,8 @@ impl PortPool {
 
     #[inline]
     fn release(&mut self, offset: u16) -> bool {
-        let Some((word, mask)) = self.bit(offset) else {
+        if !self.clear_in_use(offset) {
             return false;
-        };
-        match self.in_use.get_mut(word) {
-            Some(w) if *w & mask != 0 => *w &= !mask,
-            _ => return false,
         }
         // The tail is `free` places after the head; it is vacant because free < len here.
         let tail = (self.head + self.free)
