@@ -7,7 +7,8 @@
 //! `Worker::translate_parsed`): the reply key's index slot is then prefetched while the
 //! original key's slot is still on its way, so the two cache misses of a new connection
 //! overlap instead of adding up. A SYN that turns out to belong to an existing connection (a
-//! retransmission) gives its plan back with [`Worker::abandon`].
+//! retransmission) undoes its plan with [`Worker::abandon`], leaving the SNAT pool and the
+//! round-robin cursor as they were.
 
 use crate::conntrack::{ConnData, ConnId, Direction, InsertError, SnatLease, Tick};
 use crate::flow::{FlowKey, NatMode, Proto};

@@ -479,8 +479,8 @@ impl Worker {
         now: Tick,
         handed_over: bool,
     ) -> Verdict {
-        // SYNs take the general path, which overlaps the cache misses of a new connection
-        // (`process_burst` has prefetched the original key's slot before it gets there).
+        // SYNs take the general path: it plans the connection before the lookup, so the
+        // cache misses of a new connection overlap (see `admit`).
         if let Some(fast) = fast::recognise(pkt.data()).filter(|f| !admit::is_syn(f.tcp_flags)) {
             let probe = self.conns.probe(self.conns.hash_key(&fast.key));
             if let Some(verdict) =
