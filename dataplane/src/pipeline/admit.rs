@@ -147,11 +147,9 @@ impl Worker {
     #[inline]
     pub(super) fn abandon(&mut self, plan: &Plan, proto: Proto) {
         if let Some(lease) = plan.lease {
-            for allocator in self.snat.iter_mut() {
-                if allocator.unallocate(&lease.addr, proto, lease.port) {
-                    break;
-                }
-            }
+            self.snat
+                .iter_mut()
+                .any(|a| a.unallocate(&lease.addr, proto, lease.port));
         }
         let (slot, position) = plan.cursor;
         *self.rr.for_service(slot) = position;

@@ -931,21 +931,10 @@ fn account_closed(counters: &WorkerCounters, snat: &mut [SnatPorts], info: &Conn
         c.closed_connections.inc();
     }
     if info.data.nat == NatMode::FullNat {
-        release_snat(
-            snat,
-            &info.reply.dst,
-            info.original.proto,
-            info.reply.dst_port,
-        );
-    }
-}
-
-/// Gives a full-NAT source port back to whichever of the worker's allocators holds it.
-fn release_snat(snat: &mut [SnatPorts], addr: &Addr, proto: Proto, port: u16) {
-    for allocator in snat.iter_mut() {
-        if allocator.release(addr, proto, port) {
-            return;
-        }
+        // Whichever of the worker's allocators holds the port takes it back.
+        let (addr, port) = (&info.reply.dst, info.reply.dst_port);
+        snat.iter_mut()
+            .any(|a| a.release(addr, info.original.proto, port));
     }
 }
 
