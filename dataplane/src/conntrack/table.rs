@@ -732,11 +732,23 @@ impl ConnTable {
         data: ConnData,
         now: Tick,
     ) -> Result<ConnId, InsertError> {
+        let hashes = (self.hash_key(&original), self.hash_key(&reply));
+        self.insert_hashed(original, reply, hashes, data, now)
+    }
+
+    /// [`ConnTable::insert`] with the keys' hashes from [`ConnTable::hash_key`], for a caller
+    /// that computed them already (to look the key up and prefetch the reply key's slot).
+    pub fn insert_hashed(
+        &mut self,
+        original: FlowKey,
+        reply: FlowKey,
+        (original_hash, reply_hash): (u64, u64),
+        data: ConnData,
+        now: Tick,
+    ) -> Result<ConnId, InsertError> {
         if original.proto != reply.proto || original == reply {
             return Err(InsertError::InvalidKeys);
         }
-        let original_hash = self.hash_key(&original);
-        let reply_hash = self.hash_key(&reply);
         if self.find(&original, self.probe(original_hash)).is_some() {
             return Err(InsertError::Duplicate(Direction::Original));
         }

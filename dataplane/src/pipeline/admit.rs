@@ -23,8 +23,9 @@ pub(super) struct Plan {
     service: u32,
     backend: Backend,
     mode: NatMode,
-    /// The key replies will arrive with.
+    /// The key replies will arrive with, and its connection-table hash.
     pub reply: FlowKey,
+    pub reply_hash: u64,
     /// The full-NAT source address and port taken for the connection.
     lease: Option<SnatLease>,
     /// The service's round-robin cursor slot and its value before the selection.
@@ -135,6 +136,7 @@ impl Worker {
             service: service.id,
             backend,
             mode: service.mode,
+            reply_hash: self.conns.hash_key(&reply),
             reply,
             lease,
             cursor,
@@ -155,25 +157,31 @@ impl Worker {
         *self.rr.for_service(slot) = position;
     }
 
-    /// Enters `plan` in the table for `key`, counting the new connection; what to do with the
-    /// packet instead when the table refuses it.
+    /// Enters `plan` in the table for `key` (whose hash is `hash`), counting the new
+    /// connection; what to do with the packet instead when the table refuses it.
     #[inline]
     pub(super) fn open_connection(
         &mut self,
         plan: &Plan,
         key: &FlowKey,
+        hash: u64,
         now: Tick,
     ) -> Result<(ConnId, Direction), Refusal> {
+        let hashes = (hash, plan.reply_hash);
         let data = ConnData {
             service: plan.service,
             backend: plan.backend.id,
             nat: plan.mode,
         };
-        let mut inserted = self.conns.insert(*key, plan.reply, data, now);
+        let mut inserted = self
+            .conns
+            .insert_hashed(*key, plan.reply, hashes, data, now);
         if inserted == Err(InsertError::Duplicate(Direction::Reply))
             && self.reclaim_finished(&plan.reply, now)
         {
-            inserted = self.conns.insert(*key, plan.reply, data, now);
+            inserted = self
+                .conns
+                .insert_hashed(*key, plan.reply, hashes, data, now);
         }
         match inserted {
             Ok(id) => {

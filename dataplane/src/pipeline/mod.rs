@@ -655,7 +655,7 @@ impl Worker {
             let plan = self.plan_connection(snap, &info, &key);
             if let Ok(plan) = &plan {
                 self.conns
-                    .prefetch_probe_slot(&self.conns.probe(self.conns.hash_key(&plan.reply)));
+                    .prefetch_probe_slot(&self.conns.probe(plan.reply_hash));
             }
             match (self.conns.lookup_hashed(&key, hash), plan) {
                 (Some(hit), Ok(plan)) => {
@@ -663,7 +663,7 @@ impl Worker {
                     Ok(hit)
                 }
                 (Some(hit), Err(_)) => Ok(hit),
-                (None, Ok(plan)) => self.open_connection(&plan, &key, now),
+                (None, Ok(plan)) => self.open_connection(&plan, &key, hash, now),
                 (None, Err(refusal)) => Err(refusal),
             }
         } else {
@@ -671,7 +671,7 @@ impl Worker {
                 Some(hit) => Ok(hit),
                 None => self
                     .plan_connection(snap, &info, &key)
-                    .and_then(|plan| self.open_connection(&plan, &key, now)),
+                    .and_then(|plan| self.open_connection(&plan, &key, hash, now)),
             }
         };
         let (id, dir) = match found {
