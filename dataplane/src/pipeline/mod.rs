@@ -323,8 +323,10 @@ pub struct Worker {
     /// Logical ports: the physical ports, then the VLAN sub-interfaces.
     ports: Vec<PortInfo>,
     /// Stage 1 of [`Worker::process_burst`]: each packet of the burst the fast path recognised,
-    /// with where its key's probe of the connection table starts.
-    staged: [Option<(fast::FastPacket, crate::conntrack::Probe)>; BURST],
+    /// with where its key's probe of the connection table starts. `BURST` entries, boxed so
+    /// that a burst can take it out of the worker (an empty boxed slice allocates nothing) and
+    /// read it in place while the worker handles each packet.
+    staged: Box<[Option<(fast::FastPacket, crate::conntrack::Probe)>]>,
 }
 
 /// Entries of the per-worker egress cache (direct-mapped by destination address).
@@ -389,7 +391,7 @@ impl Worker {
             announce: std::collections::VecDeque::new(),
             announced: Vec::new(),
             ports,
-            staged: [None; BURST],
+            staged: vec![None; BURST].into_boxed_slice(),
         })
     }
 
@@ -514,12 +516,15 @@ impl Worker {
         verdicts: &mut [Verdict],
     ) {
         let n = pkts.len().min(BURST).min(verdicts.len());
+        // Taken out for the burst (and put back below) so that stage 3 reads each entry in
+        // place instead of copying it out of the worker it needs to borrow mutably.
+        let mut staged = core::mem::take(&mut self.staged);
         // Stage 1: recognise the plain packets, hash their keys, prefetch their home slots.
         // (The staging array lives in the worker: nothing to initialise per burst.)
         for pkt in pkts.iter().take(PREFETCH_AHEAD.min(n)) {
             prefetch(pkt.data().as_ptr());
         }
-        for (i, slot) in self.staged.iter_mut().enumerate().take(n) {
+        for (i, slot) in staged.iter_mut().enumerate().take(n) {
             // Headers a few packets ahead: a NIC's DMA leaves them in memory, not in L1.
             if let Some(ahead) = pkts
                 .get(i + PREFETCH_AHEAD)
@@ -535,16 +540,20 @@ impl Worker {
             });
         }
         // Stage 2: prefetch the connections the home slots point at.
-        for (_, probe) in self.staged[..n].iter().flatten() {
+        for (_, probe) in staged.iter().take(n).flatten() {
             self.conns.prefetch_probe_conn(probe);
         }
         // Stage 3: process; what the fast path does not take goes the general way.
-        for (i, (pkt, verdict)) in pkts.iter_mut().zip(verdicts.iter_mut()).take(n).enumerate() {
-            let fast = self.staged[i];
+        for ((pkt, verdict), fast) in pkts
+            .iter_mut()
+            .zip(verdicts.iter_mut())
+            .zip(staged.iter())
+            .take(n)
+        {
             // SYNs try the fast path here too: their slots are prefetched like every packet's,
             // so a retransmitted SYN costs no more than any established packet.
-            let forwarded = fast.and_then(|(fast, probe)| {
-                self.forward_established(snap, pkt, &fast, probe, now, false)
+            let forwarded = fast.as_ref().and_then(|(fast, probe)| {
+                self.forward_established(snap, pkt, fast, *probe, now, false)
             });
             *verdict = match forwarded {
                 Some(verdict) => verdict,
@@ -554,6 +563,7 @@ impl Worker {
                 self.counters.count_drop(reason);
             }
         }
+        self.staged = staged;
     }
 
     #[inline]
