@@ -13,7 +13,7 @@ use crate::conntrack::{Direction, Probe, Tick};
 use crate::flow::{Addr, FlowKey, Proto};
 use crate::snapshot::Snapshot;
 
-use super::rewrite::{apply, delta16};
+use super::rewrite::apply;
 use super::{DropReason, PacketBuf, Verdict, Worker};
 
 const L3: usize = 14;
@@ -152,10 +152,13 @@ fn translate_v4(frame: &mut [u8], new: &FlowKey) {
     let addr_delta = delta_ne32(word(h, L3 + 12), new_src) + delta_ne32(word(h, L3 + 16), new_dst);
     let (ttl, proto) = (h[L3 + 8], h[L3 + 9]);
     let new_ttl = ttl.saturating_sub(1);
-    let ttl_delta = delta16(
-        u16::from_ne_bytes([ttl, proto]),
-        u16::from_ne_bytes([new_ttl, proto]),
-    );
+    // TTL minus one lowers the (TTL, protocol) word by one in the TTL byte: the delta is the
+    // one's complement of that byte's place value in native order (nothing when TTL is 0).
+    let ttl_delta = if ttl > 0 {
+        u64::from(!u16::from_ne_bytes([1, 0]))
+    } else {
+        0
+    };
     let ip_sum = apply_ne(h, L3 + 10, addr_delta + ttl_delta);
     h[L3 + 8] = new_ttl;
     h[L3 + 12..L3 + 16].copy_from_slice(&new_src);
