@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
+use dataplane::conntrack::Timeouts;
 use dataplane::dpdk::{lcore, Eal, Port};
 use dataplane::flow::{Addr, NatMode, Proto};
 use dataplane::lb::Selection;
@@ -113,9 +114,24 @@ pub fn launch(
         .map(|p| p.mac().unwrap_or([0x02, 0, 0, 0, 0, 0x01]))
         .collect();
     let names: Vec<String> = ports.iter().map(|p| p.name().to_owned()).collect();
+    let timeouts = match opts.lb_timeout_ms {
+        Some(ms) => Timeouts {
+            tcp_syn: ms,
+            tcp_established: ms,
+            tcp_fin: ms,
+            tcp_time_wait: ms,
+            tcp_close: ms,
+            udp: ms,
+            udp_stream: ms,
+            icmp: ms,
+        }
+        .clamped(),
+        None => Timeouts::DEFAULT,
+    };
     let template = WorkerConfig {
         conn_capacity: opts.lb_conn_capacity,
         port_macs,
+        timeouts,
         ..WorkerConfig::default()
     };
     let rx_queues = vec![opts.rxq; ports.len()];

@@ -6,6 +6,7 @@
 
 pub mod engine;
 pub mod lb;
+pub mod lbgen;
 pub mod options;
 pub mod report;
 
@@ -49,11 +50,16 @@ pub struct CoreResult {
 
 /// Runs the benchmark; `stop` ends it early (signals). Returns the final report.
 pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<FinalReport> {
+    if opts.lb_generate && opts.forward_mode != ForwardMode::Lb {
+        bail!("--lb-generate feeds --forward-mode=lb only");
+    }
+    // The generator's ring pair replaces the EAL's ports.
     let port_ids = match &opts.portlist {
+        _ if opts.lb_generate => Vec::new(),
         Some(list) => list.clone(),
         None => eal.port_ids(),
     };
-    if port_ids.is_empty() {
+    if port_ids.is_empty() && !opts.lb_generate {
         bail!("no DPDK ports: give devices with --vdev or PCI addresses in the EAL arguments");
     }
     let workers = eal.worker_lcores();
@@ -66,7 +72,7 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
     }
     let workers = &workers[..opts.nb_cores];
 
-    let n_ports = port_ids.len() as u32;
+    let n_ports = port_ids.len().max(1) as u32;
     let per_port =
         u32::from(opts.rxq) * u32::from(opts.rxd) + u32::from(opts.txq) * u32::from(opts.txd);
     let default_mbufs = (n_ports * per_port + opts.nb_cores as u32 * 2048 + 8192).max(16384);
@@ -80,9 +86,22 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
     )
     .context("creating the mbuf pool (raise -m or lower --total-num-mbufs)")?;
 
-    let mut ports = Vec::new();
+    // With --lb-generate the workers' only port is one end of an in-process ring pair; the
+    // generator holds the other.
+    let (mut unconfigured, mut generator_port) = (Vec::new(), None);
+    if opts.lb_generate {
+        let queues = opts.rxq.max(opts.txq).max(opts.nb_cores as u16);
+        let (outside, appliance) = Port::ring_pair(eal, "lbgen", 4096, queues)
+            .context("creating the generator's ring pair")?;
+        unconfigured.push(appliance);
+        generator_port = Some(outside);
+    }
     for &id in &port_ids {
-        let mut port = Port::by_id(eal, id).with_context(|| format!("port {id}"))?;
+        unconfigured.push(Port::by_id(eal, id).with_context(|| format!("port {id}"))?);
+    }
+    let mut ports = Vec::new();
+    for mut port in unconfigured {
+        let id = port.id();
         // The lb workers each need a TX queue of their own on every port.
         let tx_queues = if opts.forward_mode == ForwardMode::Lb {
             opts.txq.max(opts.nb_cores as u16)
@@ -113,6 +132,18 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
         port.start()
             .with_context(|| format!("starting port {}", port.id()))?;
     }
+    // The generator's end: it sends to every worker RX queue and drains every worker TX queue.
+    let generator_queues = (opts.rxq, opts.txq.max(opts.nb_cores as u16));
+    if let Some(port) = generator_port.as_mut() {
+        let cfg = PortConfig {
+            rx_queues: generator_queues.1,
+            tx_queues: generator_queues.0,
+            ..PortConfig::default()
+        };
+        port.configure(&cfg, &pool)
+            .context("configuring the generator's port")?;
+        port.start().context("starting the generator's port")?;
+    }
 
     let stats_readers: Vec<_> = ports
         .iter()
@@ -136,6 +167,25 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
             &pool,
             &worker_stop,
         )?)
+    };
+    let generator_stop = Arc::new(AtomicBool::new(false));
+    let generator = match generator_port {
+        Some(port) => {
+            let mac = ports
+                .first()
+                .and_then(|p| p.mac().ok())
+                .unwrap_or([0x02, 0, 0, 0, 0, 0x01]);
+            let traffic = lbgen::Traffic::new(opts, mac)?;
+            Some(lbgen::spawn(
+                port,
+                pool.clone(),
+                traffic,
+                generator_queues,
+                usize::from(opts.burst),
+                Arc::clone(&generator_stop),
+            )?)
+        }
+        None => None,
     };
     drop(ports); // the queues now keep the ports open
 
@@ -175,6 +225,12 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
             }
         }
     }
+    generator_stop.store(true, Ordering::Relaxed);
+    let generator = match generator.map(|g| g.join()) {
+        Some(Ok(report)) => Some(report),
+        Some(Err(_)) => bail!("the lb generator thread panicked"),
+        None => None,
+    };
     worker_stop.stop();
     let seconds = started.elapsed().as_secs_f64();
     let tsc_cycles = dpdk::rdtsc().wrapping_sub(tsc_start);
@@ -244,6 +300,7 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
         tx_mpps,
         fwd_mpps: handled_total as f64 / seconds / 1e6,
         dropped: dropped_total,
+        generator,
     };
     if !panicked.is_empty() {
         bail!(

@@ -120,6 +120,36 @@ pub struct BenchOptions {
     /// lb: connection-table capacity per worker.
     #[arg(long, default_value_t = 1 << 20)]
     pub lb_conn_capacity: u32,
+    /// lb: feed the workers from a built-in traffic generator over an in-process `net_ring`
+    /// pair instead of the EAL's ports (no --vdev needed): --lb-flows established flows, a
+    /// --lb-new-share of packets opening fresh connections, --lb-udp-share UDP, --txpkts bytes.
+    #[arg(long)]
+    pub lb_generate: bool,
+    /// lb generator: established flows, each opened once and then sent to in turn.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    pub lb_flows: u32,
+    /// lb generator: share of packets (0..=1) that open a connection from a fresh client
+    /// address and port (a TCP SYN, or a UDP flow's first datagram).
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
+    pub lb_new_share: f64,
+    /// lb generator: share of flows (0..=1) that are UDP (the rest are TCP).
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
+    pub lb_udp_share: f64,
+    /// lb: every connection-tracking timeout in milliseconds (default: the daemon's, e.g.
+    /// 120 s for a SYN). New-connection runs need short ones, or the table fills with
+    /// half-open flows that no backend answers.
+    #[arg(long)]
+    pub lb_timeout_ms: Option<u32>,
+}
+
+/// A share between 0 and 1.
+fn share(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not between 0 and 1"))
+    }
 }
 
 /// Splits a testpmd-style argument vector at the first `--`: (EAL args with argv[0], the
@@ -181,6 +211,24 @@ mod tests {
         assert_eq!(app, strings(&["b", "--forward-mode=io"]));
         let opts = BenchOptions::try_parse_from(app).unwrap();
         assert_eq!(opts.forward_mode, ForwardMode::Io);
+    }
+
+    #[test]
+    fn generator_shares_are_checked() {
+        let opts = BenchOptions::try_parse_from([
+            "b",
+            "--lb-generate",
+            "--lb-new-share",
+            "0.25",
+            "--lb-udp-share",
+            "1",
+        ])
+        .unwrap();
+        assert!(opts.lb_generate);
+        assert_eq!((opts.lb_new_share, opts.lb_udp_share), (0.25, 1.0));
+        assert!(BenchOptions::try_parse_from(["b", "--lb-new-share", "1.5"]).is_err());
+        assert!(BenchOptions::try_parse_from(["b", "--lb-udp-share", "-0.1"]).is_err());
+        assert!(BenchOptions::try_parse_from(["b", "--lb-flows", "0"]).is_err());
     }
 
     #[test]

@@ -136,6 +136,9 @@ pub struct FinalReport {
     /// Packets the engines handled (received, or generated in txonly), per second, in millions.
     pub fwd_mpps: f64,
     pub dropped: u64,
+    /// What `--lb-generate`'s generator sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generator: Option<super::lbgen::GeneratorReport>,
 }
 
 impl FinalReport {
@@ -210,6 +213,13 @@ impl FinalReport {
                     let _ = write!(s, "\n    dropped {reason}: {n}");
                 }
             }
+        }
+        if let Some(g) = &self.generator {
+            let _ = write!(
+                s,
+                "\n\n  generator: {} frames sent ({} opened fresh connections), {} returned",
+                g.sent, g.fresh_connections, g.returned
+            );
         }
         let _ = writeln!(
             s,
