@@ -227,6 +227,20 @@ fn warm_worker(snap: &Snapshot) -> Worker {
     w
 }
 
+/// Sends `frame` in on port `ingress` (allocations counted) and checks that it leaves by
+/// port `egress`.
+fn forwards(
+    w: &mut Worker,
+    snap: &Snapshot,
+    frame: &mut Vec<u8>,
+    ingress: u16,
+    egress: u16,
+    now: Tick,
+) {
+    let verdict = counted(|| w.process(snap, frame, ingress, now, false));
+    assert_eq!(verdict, Verdict::Forward { port: egress });
+}
+
 /// One TCP conversation per client to the DNAT and the full-NAT service (handshake, data both
 /// ways, FIN both ways, a RST after), one UDP exchange, a retransmitted SYN, a SYN to the
 /// service without backends and a truncated frame; single packets through `process`, the
@@ -239,24 +253,12 @@ fn conversations(w: &mut Worker, snap: &Snapshot, first_client: u8, now: Tick) {
             let sport = 40000 + u16::from(client);
             let mut syn = client_frame(client, sport, dport, Proto::Tcp, SYN);
             let mut again = syn.clone();
-            assert_eq!(
-                counted(|| w.process(snap, &mut syn, 0, now, false)),
-                Verdict::Forward { port: 1 }
-            );
-            assert_eq!(
-                counted(|| w.process(snap, &mut again, 0, now, false)),
-                Verdict::Forward { port: 1 }
-            );
+            forwards(w, snap, &mut syn, 0, 1, now);
+            forwards(w, snap, &mut again, 0, 1, now);
             let mut syn_ack = answer(&syn, SYN_ACK);
-            assert_eq!(
-                counted(|| w.process(snap, &mut syn_ack, 1, now, false)),
-                Verdict::Forward { port: 0 }
-            );
+            forwards(w, snap, &mut syn_ack, 1, 0, now);
             let mut ack = client_frame(client, sport, dport, Proto::Tcp, ACK);
-            assert_eq!(
-                counted(|| w.process(snap, &mut ack, 0, now, false)),
-                Verdict::Forward { port: 1 }
-            );
+            forwards(w, snap, &mut ack, 0, 1, now);
             data.push(client_frame(client, sport, dport, Proto::Tcp, ACK));
         }
         let mut verdicts = [Verdict::Drop(DropReason::NotIp); 8];
@@ -268,38 +270,20 @@ fn conversations(w: &mut Worker, snap: &Snapshot, first_client: u8, now: Tick) {
         for (client, forwarded) in clients.clone().zip(&data) {
             let sport = 40000 + u16::from(client);
             let mut reply = answer(forwarded, ACK);
-            assert_eq!(
-                counted(|| w.process(snap, &mut reply, 1, now, false)),
-                Verdict::Forward { port: 0 }
-            );
+            forwards(w, snap, &mut reply, 1, 0, now);
             let mut fin = client_frame(client, sport, dport, Proto::Tcp, FIN_ACK);
-            assert_eq!(
-                counted(|| w.process(snap, &mut fin, 0, now, false)),
-                Verdict::Forward { port: 1 }
-            );
+            forwards(w, snap, &mut fin, 0, 1, now);
             let mut fin_back = answer(&fin, FIN_ACK);
-            assert_eq!(
-                counted(|| w.process(snap, &mut fin_back, 1, now, false)),
-                Verdict::Forward { port: 0 }
-            );
+            forwards(w, snap, &mut fin_back, 1, 0, now);
             let mut rst = client_frame(client, sport, dport, Proto::Tcp, RST);
-            assert_eq!(
-                counted(|| w.process(snap, &mut rst, 0, now, false)),
-                Verdict::Forward { port: 1 }
-            );
+            forwards(w, snap, &mut rst, 0, 1, now);
         }
     }
     for client in clients {
         let mut query = client_frame(client, 50000, DNAT_UDP, Proto::Udp, 0);
-        assert_eq!(
-            counted(|| w.process(snap, &mut query, 0, now, false)),
-            Verdict::Forward { port: 1 }
-        );
+        forwards(w, snap, &mut query, 0, 1, now);
         let mut response = answer(&query, 0);
-        assert_eq!(
-            counted(|| w.process(snap, &mut response, 1, now, false)),
-            Verdict::Forward { port: 0 }
-        );
+        forwards(w, snap, &mut response, 1, 0, now);
         let mut refused = client_frame(client, 50001, NO_BACKENDS, Proto::Tcp, SYN);
         assert!(matches!(
             counted(|| w.process(snap, &mut refused, 0, now, false)),
