@@ -80,7 +80,7 @@ pub struct BenchOptions {
     /// Only use these port ids (comma-separated); default: every probed port.
     #[arg(long, value_delimiter = ',')]
     pub portlist: Option<Vec<u16>>,
-    /// txonly: frame length in bytes, without FCS (42..=1514).
+    /// txonly and --lb-generate: frame length in bytes, without FCS (42..=1514).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(42..=1514))]
     pub txpkts: u16,
     /// txonly: number of distinct flows (UDP source ports) generated.
