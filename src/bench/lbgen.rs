@@ -195,9 +195,10 @@ fn fresh_endpoint(j: u64) -> ([u8; 4], u16) {
 pub struct GeneratorReport {
     /// Frames the ring took.
     pub sent: u64,
-    /// Frames made that open a connection from a fresh client endpoint (at most a burst per
-    /// queue more than were sent: the last bursts the ring did not take are freed).
+    /// Frames made that open a connection from a fresh client endpoint.
     pub fresh_connections: u64,
+    /// Frames made but never taken by the ring (0 unless the workers stopped taking them).
+    pub unsent: u64,
     /// Frames the workers sent back (freed).
     pub returned: u64,
 }
@@ -248,7 +249,19 @@ pub fn spawn(
                     report.sent += queue.tx_burst(burst) as u64;
                 }
             }
-            // What the ring did not take is freed with `pending`; counted as not sent.
+            // Hand over what is made but not yet taken (the workers still run), so every frame
+            // made is sent and the figures add up; give up after a second.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            while pending.iter().any(|b| !b.is_empty()) && std::time::Instant::now() < deadline {
+                for queue in rx.iter_mut() {
+                    report.returned += queue.rx_burst(&mut back) as u64;
+                    back.clear();
+                }
+                for (queue, burst) in tx.iter_mut().zip(pending.iter_mut()) {
+                    report.sent += queue.tx_burst(burst) as u64;
+                }
+            }
+            report.unsent = pending.iter().map(|b| b.len() as u64).sum();
             report.fresh_connections = traffic.fresh();
             report
         })

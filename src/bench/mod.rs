@@ -231,6 +231,21 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
         Some(Err(_)) => bail!("the lb generator thread panicked"),
         None => None,
     };
+    if let Some(g) = &generator {
+        // Let the workers take what is still in the ring (at most a second), so that what
+        // the generator sent and what the workers received agree.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let received = || -> u64 {
+            stats_readers
+                .iter()
+                .zip(&baseline)
+                .map(|((_, _, r), b)| r.stats().unwrap_or_default().rx_packets - b.rx_packets)
+                .sum()
+        };
+        while received() < g.sent && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     worker_stop.stop();
     let seconds = started.elapsed().as_secs_f64();
     let tsc_cycles = dpdk::rdtsc().wrapping_sub(tsc_start);

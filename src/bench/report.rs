@@ -217,8 +217,8 @@ impl FinalReport {
         if let Some(g) = &self.generator {
             let _ = write!(
                 s,
-                "\n\n  generator: {} frames sent ({} opened fresh connections), {} returned",
-                g.sent, g.fresh_connections, g.returned
+                "\n\n  generator: {} frames sent ({} opened fresh connections), {} returned, {} never taken",
+                g.sent, g.fresh_connections, g.returned, g.unsent
             );
         }
         let _ = writeln!(
