@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use dataplane::dpdk::{MbufBurst, Mempool, Port, MAX_BURST};
+use dataplane::dpdk::{MbufBurst, Mempool, Port, RxQueue, MAX_BURST};
+use dataplane::wire::checksum;
 
 use super::options::BenchOptions;
 
@@ -40,9 +41,9 @@ pub struct Traffic {
     udp_share: f64,
     tcp: Vec<u8>,
     udp: Vec<u8>,
-    /// The templates' IPv4 header sums with a zero source address (folded at write).
-    tcp_ip_sum: u32,
-    udp_ip_sum: u32,
+    /// The templates' IPv4 header sums with a zero source address (finished at write).
+    tcp_ip_sum: u64,
+    udp_ip_sum: u64,
     /// Established flows opened so far (the first pass).
     opened: u32,
     /// Packets of the steady state so far, and the established flow next in turn.
@@ -55,14 +56,6 @@ pub struct Traffic {
 /// Whether item `n` of a sequence is one of the `share` (spread evenly).
 fn in_share(n: u64, share: f64) -> bool {
     ((n + 1) as f64 * share).floor() > (n as f64 * share).floor()
-}
-
-/// Sum of the 16-bit words of `bytes` (even length), unfolded.
-fn word_sum(bytes: &[u8]) -> u32 {
-    bytes
-        .chunks_exact(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum()
 }
 
 impl Traffic {
@@ -107,8 +100,8 @@ impl Traffic {
             flows: opts.lb_flows,
             new_share: opts.lb_new_share,
             udp_share: opts.lb_udp_share,
-            tcp_ip_sum: word_sum(&tcp[IP..L4]),
-            udp_ip_sum: word_sum(&udp[IP..L4]),
+            tcp_ip_sum: checksum::sum(&tcp[IP..L4]),
+            udp_ip_sum: checksum::sum(&udp[IP..L4]),
             tcp,
             udp,
             opened: 0,
@@ -160,11 +153,8 @@ impl Traffic {
         };
         frame.copy_from_slice(template);
         frame[IP + 12..IP + 16].copy_from_slice(&client);
-        let mut sum = ip_sum + word_sum(&client);
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        frame[IP + 10..IP + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        let ip_checksum = checksum::finish(ip_sum + checksum::sum(&client));
+        frame[IP + 10..IP + 12].copy_from_slice(&ip_checksum.to_be_bytes());
         frame[L4..L4 + 2].copy_from_slice(&sport.to_be_bytes());
         if !udp {
             frame[L4 + 13] = if opening { TCP_SYN } else { TCP_ACK };
@@ -230,11 +220,17 @@ pub fn spawn(
             let mut tx = tx;
             let mut pending: Vec<MbufBurst> = (0..tx.len()).map(|_| MbufBurst::new()).collect();
             let mut back = MbufBurst::new();
-            while !stop.load(Ordering::Relaxed) {
+            // Frees what the workers sent back; returns how many.
+            let mut drain = |rx: &mut [RxQueue]| -> u64 {
+                let mut n = 0;
                 for queue in rx.iter_mut() {
-                    report.returned += queue.rx_burst(&mut back) as u64;
+                    n += queue.rx_burst(&mut back) as u64;
                     back.clear();
                 }
+                n
+            };
+            while !stop.load(Ordering::Relaxed) {
+                report.returned += drain(&mut rx);
                 for (queue, burst) in tx.iter_mut().zip(pending.iter_mut()) {
                     if burst.is_empty() {
                         if !pool.alloc_bulk(burst, burst_size) {
@@ -253,10 +249,7 @@ pub fn spawn(
             // made is sent and the figures add up; give up after a second.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
             while pending.iter().any(|b| !b.is_empty()) && std::time::Instant::now() < deadline {
-                for queue in rx.iter_mut() {
-                    report.returned += queue.rx_burst(&mut back) as u64;
-                    back.clear();
-                }
+                report.returned += drain(&mut rx);
                 for (queue, burst) in tx.iter_mut().zip(pending.iter_mut()) {
                     report.sent += queue.tx_burst(burst) as u64;
                 }

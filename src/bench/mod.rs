@@ -86,11 +86,17 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
     )
     .context("creating the mbuf pool (raise -m or lower --total-num-mbufs)")?;
 
+    // The lb workers each need a TX queue of their own on every port.
+    let tx_queues = if opts.forward_mode == ForwardMode::Lb {
+        opts.txq.max(opts.nb_cores as u16)
+    } else {
+        opts.txq
+    };
     // With --lb-generate the workers' only port is one end of an in-process ring pair; the
     // generator holds the other.
     let (mut unconfigured, mut generator_port) = (Vec::new(), None);
     if opts.lb_generate {
-        let queues = opts.rxq.max(opts.txq).max(opts.nb_cores as u16);
+        let queues = opts.rxq.max(tx_queues);
         let (outside, appliance) = Port::ring_pair(eal, "lbgen", 4096, queues)
             .context("creating the generator's ring pair")?;
         unconfigured.push(appliance);
@@ -102,12 +108,6 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
     let mut ports = Vec::new();
     for mut port in unconfigured {
         let id = port.id();
-        // The lb workers each need a TX queue of their own on every port.
-        let tx_queues = if opts.forward_mode == ForwardMode::Lb {
-            opts.txq.max(opts.nb_cores as u16)
-        } else {
-            opts.txq
-        };
         let cfg = PortConfig {
             rx_queues: opts.rxq,
             tx_queues,
@@ -133,7 +133,7 @@ pub fn run(eal: &Eal, opts: &BenchOptions, stop: Arc<AtomicBool>) -> Result<Fina
             .with_context(|| format!("starting port {}", port.id()))?;
     }
     // The generator's end: it sends to every worker RX queue and drains every worker TX queue.
-    let generator_queues = (opts.rxq, opts.txq.max(opts.nb_cores as u16));
+    let generator_queues = (opts.rxq, tx_queues);
     if let Some(port) = generator_port.as_mut() {
         let cfg = PortConfig {
             rx_queues: generator_queues.1,
