@@ -25,6 +25,24 @@ pub use table::{
     BYTES_PER_CONNECTION,
 };
 
+/// The most [`sweep_speedup`] multiplies the expiry sweep's budget by.
+pub const MAX_SWEEP_SPEEDUP: usize = 16;
+
+/// How many times its base budget the expiry sweep examines while `used` of `total` resources
+/// (table entries, SNAT ports) are taken: 1 while at most half are, then the inverse of the
+/// free share (2 at 50%, 4 at 75%, 10 at 90%), at most [`MAX_SWEEP_SPEEDUP`].
+///
+/// A connection is removed only when the sweep reaches it, so one lives its timeout plus up to
+/// a whole pass of the sweep. At the base budget (1,024 entries a millisecond) a pass over a
+/// million-entry table takes a second: a flood of short-lived flows keeps the table, or the
+/// SNAT ports it holds, full of connections that have already expired. Sweeping faster as they
+/// fill costs nothing while there is room and shortens the pass to 64 ms at the most.
+#[inline]
+pub fn sweep_speedup(used: usize, total: usize) -> usize {
+    let free = total.saturating_sub(used).max(1);
+    (total / free).clamp(1, MAX_SWEEP_SPEEDUP)
+}
+
 /// Which way a packet travels relative to the connection that it belongs to.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -93,5 +111,23 @@ mod tests {
     fn direction_opposite_is_an_involution() {
         assert_eq!(Direction::Original.opposite(), Direction::Reply);
         assert_eq!(Direction::Reply.opposite().opposite(), Direction::Reply);
+    }
+
+    #[test]
+    fn the_sweep_speeds_up_with_the_inverse_of_the_free_share() {
+        assert_eq!(sweep_speedup(0, 0), 1, "nothing to sweep");
+        assert_eq!(sweep_speedup(0, 1000), 1);
+        assert_eq!(sweep_speedup(499, 1000), 1);
+        assert_eq!(sweep_speedup(500, 1000), 2);
+        assert_eq!(sweep_speedup(750, 1000), 4);
+        assert_eq!(sweep_speedup(900, 1000), 10);
+        assert_eq!(sweep_speedup(999, 1000), MAX_SWEEP_SPEEDUP);
+        assert_eq!(sweep_speedup(1000, 1000), MAX_SWEEP_SPEEDUP);
+        assert_eq!(
+            sweep_speedup(5000, 1000),
+            MAX_SWEEP_SPEEDUP,
+            "more used than there is"
+        );
+        assert_eq!(sweep_speedup(usize::MAX, usize::MAX), MAX_SWEEP_SPEEDUP);
     }
 }

@@ -390,6 +390,16 @@ impl SnatPorts {
             .map(|pool| (pool, offset))
     }
 
+    /// How many times its base budget the expiry sweep should examine for this allocator's
+    /// fullest port pool (see [`super::sweep_speedup`]).
+    pub fn sweep_speedup(&self) -> usize {
+        self.pools
+            .iter()
+            .map(|p| super::sweep_speedup(p.ring.len() - p.free, p.ring.len()))
+            .max()
+            .unwrap_or(1)
+    }
+
     /// Free ports on the address at `addr_index` for `proto`.
     pub fn available(&self, addr_index: usize, proto: Proto) -> usize {
         addr_index

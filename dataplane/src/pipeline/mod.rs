@@ -19,7 +19,8 @@ pub mod vlan;
 use std::sync::Arc;
 
 use crate::conntrack::{
-    ConnInfo, ConnTable, Direction, Ownership, PortPartition, SnatPorts, Tick, Timeouts, Transition,
+    sweep_speedup, ConnInfo, ConnTable, Direction, Ownership, PortPartition, SnatPorts, Tick,
+    Timeouts, Transition,
 };
 use crate::flow::{Addr, FlowKey, NatMode, Proto};
 use crate::lb::RoundRobinCursors;
@@ -240,8 +241,10 @@ pub struct WorkerConfig {
     /// Accept a TCP flow the table does not know when its first packet is not a SYN (e.g. after
     /// a restart or failover): it goes to the backend selection would pick now.
     pub midstream_pickup: bool,
-    /// Connection-table entries examined per [`Worker::housekeeping`] call (the DPDK loop calls
-    /// it once per millisecond: 1024 sweeps a million-entry table in about a second).
+    /// Connection-table entries examined per [`Worker::housekeeping`] call while the table and
+    /// the SNAT ports are at most half full, up to 16 times more as they fill (the DPDK loop
+    /// calls it once per millisecond: 1024 sweeps a million-entry table in about a second, in
+    /// 64 ms when it is nearly full).
     pub expire_budget: usize,
     /// MAC address of each port, by port index.
     pub port_macs: Vec<[u8; 6]>,
@@ -901,13 +904,24 @@ impl Worker {
     }
 
     /// Ages the connection table a bounded step (call once per poll loop, also when idle) and
-    /// releases what expired connections held.
+    /// releases what expired connections held. The step is `expire_budget` entries, more as the
+    /// table or an SNAT pool fills (see [`crate::conntrack::sweep_speedup`]).
     pub fn housekeeping(&mut self, now: Tick) -> usize {
-        let budget = self.cfg.expire_budget;
+        let budget = self.cfg.expire_budget.saturating_mul(self.sweep_speedup());
         let counters = &self.counters;
         let snat = &mut self.snat;
         self.conns
             .expire(now, budget, |info| account_closed(counters, snat, info))
+    }
+
+    /// How many times `expire_budget` this tick's sweep examines: set by the fuller of the
+    /// connection table and this worker's SNAT port pools.
+    fn sweep_speedup(&self) -> usize {
+        let table = sweep_speedup(self.conns.len(), self.conns.capacity());
+        self.snat
+            .iter()
+            .map(SnatPorts::sweep_speedup)
+            .fold(table, usize::max)
     }
 
     /// Removes the finished TCP connection (time-wait or reset) that holds `key`, so that a

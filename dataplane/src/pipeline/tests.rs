@@ -981,6 +981,60 @@ fn a_full_table_drops_new_flows_and_keeps_existing_ones() {
 }
 
 #[test]
+fn the_expiry_sweep_speeds_up_as_the_table_fills() {
+    let mut c = Cluster::with(1, |cfg| {
+        cfg.conn_capacity = 64;
+        cfg.expire_budget = 2;
+    });
+    // 60 of 64 entries taken (94%): the sweep examines 16 times its budget.
+    for p in 0..60 {
+        assert_eq!(c.send(syn(1000 + p), 0).0, Verdict::Forward { port: 1 });
+    }
+    c.now = c.now.plus_millis(Timeouts::DEFAULT.tcp_syn + 1);
+    let w = &mut c.workers[0];
+    assert_eq!(w.housekeeping(c.now), 32);
+    assert_eq!(w.connections().len(), 28);
+    // 28 of 64 (44%): back to the base budget.
+    assert_eq!(w.housekeeping(c.now), 2);
+    assert_eq!(w.connections().len(), 26);
+    assert_eq!(w.counters().closed_connections.get(), 34);
+}
+
+#[test]
+fn the_expiry_sweep_speeds_up_as_the_snat_ports_run_out() {
+    let mut c = Cluster::with(1, |cfg| {
+        cfg.expire_budget = 2;
+        cfg.snat_first_port = 20_000;
+        cfg.snat_last_port = 20_015;
+    });
+    let full_nat_syn = |p: u16| {
+        let mut t = syn_fields(p);
+        t.dport = 81;
+        t.build()
+    };
+    for p in 0..15 {
+        assert_eq!(
+            c.send(full_nat_syn(1000 + p), 0).0,
+            Verdict::Forward { port: 1 }
+        );
+    }
+    // The table is nearly empty (15 of 4,096) but 15 of the 16 ports are taken: 16 times the
+    // budget, so one step expires every connection and gives every port back.
+    c.now = c.now.plus_millis(Timeouts::DEFAULT.tcp_syn + 1);
+    assert_eq!(c.workers[0].housekeeping(c.now), 15);
+    for p in 0..16 {
+        assert_eq!(
+            c.send(full_nat_syn(2000 + p), 0).0,
+            Verdict::Forward { port: 1 }
+        );
+    }
+    assert_eq!(
+        c.send(full_nat_syn(3000), 0).0,
+        Verdict::Drop(DropReason::SnatExhausted)
+    );
+}
+
+#[test]
 fn malformed_and_foreign_packets_are_dropped_and_counted() {
     let mut c = Cluster::new(1);
     let cases: Vec<(Vec<u8>, DropReason)> = vec![
