@@ -187,6 +187,12 @@ impl crate::pipeline::PacketBuf for Mbuf {
         Mbuf::data_mut(self)
     }
 
+    #[inline(always)]
+    fn prefetch_descriptor(&self) {
+        // buf_addr, data_off and data_len: all in the first line of `rte_mbuf`.
+        crate::mem::prefetch(self.as_ptr());
+    }
+
     fn resize(&mut self, len: usize) -> bool {
         let cur = self.len();
         if len <= cur {

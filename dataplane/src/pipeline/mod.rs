@@ -44,6 +44,11 @@ pub trait PacketBuf {
     fn data_mut(&mut self) -> &mut [u8];
     /// Grows (zero-filled) or shrinks the packet to `len` bytes; false if it cannot.
     fn resize(&mut self, len: usize) -> bool;
+    /// Start loading what [`PacketBuf::data`] reads to find the bytes (an mbuf's first line),
+    /// without waiting for it: when packets come over a ring, another core wrote it last.
+    /// Nothing to do for a buffer that is its own bytes.
+    #[inline(always)]
+    fn prefetch_descriptor(&self) {}
 
     /// Adds `n` bytes in front of the packet (to push a VLAN tag); false if it cannot. The
     /// default moves the whole packet; an mbuf uses its headroom.
@@ -523,7 +528,11 @@ impl Worker {
         // place instead of copying it out of the worker it needs to borrow mutably.
         let mut staged = core::mem::take(&mut self.staged);
         // Stage 1: recognise the plain packets, hash their keys, prefetch their home slots.
-        // (The staging array lives in the worker: nothing to initialise per burst.)
+        // (The staging array lives in the worker: nothing to initialise per burst.) Finding a
+        // packet's bytes reads its descriptor, so those come first, all at once.
+        for pkt in pkts.iter().take(n) {
+            pkt.prefetch_descriptor();
+        }
         for pkt in pkts.iter().take(PREFETCH_AHEAD.min(n)) {
             prefetch(pkt.data().as_ptr());
         }
