@@ -48,7 +48,8 @@ assert opened <= lb["new_connections"] <= opened + 256, (g, lb)
 # Nothing dropped but what the generator did not take back in time (a 500 ms timeout keeps the
 # fresh connections well under the table's 2^20 even when the expiry sweep lags a second).
 assert set(lb["drops"]) <= {"tx_full"}, lb["drops"]
-print(f"sluice-bench lb: {r['fwd_mpps']:.2f} Mpps, {lb['new_connections']} connections "
+assert 0.0 < lb["busy_share"] <= 1.0, lb
+print(f"sluice-bench lb: {r['fwd_mpps']:.2f} Mpps (worker busy {lb['busy_share']:.0%}), {lb['new_connections']} connections "
       f"({lb['connections_per_second']:.0f}/s), generator sent {g['sent']}")
 PY
 

@@ -157,6 +157,12 @@ fn polling_worker_translates_over_a_ring_pair_and_picks_up_new_snapshots() {
             "established flow kept"
         );
 
+        // Load accounting: the polls that handled packets were timed, an idle one is not.
+        let busy = worker.busy_cycles();
+        assert!(busy > 0);
+        assert_eq!(worker.poll_once(), 0);
+        assert_eq!(worker.busy_cycles(), busy, "an idle poll adds no busy time");
+
         let c = worker.counters();
         assert_eq!(c.rx_packets.get(), 3);
         assert_eq!(c.tx_packets.get(), 3);

@@ -32,8 +32,18 @@ impl TscClock {
 
     #[inline]
     pub fn now(&self) -> Tick {
-        let elapsed = dpdk::rdtsc().wrapping_sub(self.start);
-        Tick(((u128::from(elapsed) * u128::from(self.ms_per_tick_fp)) >> 32) as u32)
+        self.now_and_tsc().0
+    }
+
+    /// [`TscClock::now`] and the TSC it was read from (one read for both).
+    #[inline]
+    pub fn now_and_tsc(&self) -> (Tick, u64) {
+        let tsc = dpdk::rdtsc();
+        let elapsed = tsc.wrapping_sub(self.start);
+        (
+            Tick(((u128::from(elapsed) * u128::from(self.ms_per_tick_fp)) >> 32) as u32),
+            tsc,
+        )
     }
 }
 
@@ -68,6 +78,8 @@ pub struct PollingWorker {
     handoff_rx: Vec<HandoffRx>,
     snapshots: SnapshotReader,
     clock: TscClock,
+    /// TSC cycles spent in polls that handled packets, since start.
+    busy_cycles: u64,
     burst: MbufBurst,
     tx_reported: Vec<(u64, u64)>,
     last_housekeeping: Tick,
@@ -80,11 +92,28 @@ pub struct PollingWorker {
     mempool: Option<dpdk::Mempool>,
 }
 
-/// Why the loop returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a polling loop did, returned when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct LoopStats {
     pub iterations: u64,
+    /// Iterations that handled packets.
     pub busy_iterations: u64,
+    /// TSC cycles the loop ran for.
+    pub cycles: u64,
+    /// TSC cycles of the iterations that handled packets: the worker's load, since a
+    /// busy-polling core is always 100% busy to the operating system.
+    pub busy_cycles: u64,
+}
+
+impl LoopStats {
+    /// Share of the loop's time spent handling packets, 0.0..=1.0.
+    pub fn busy_share(&self) -> f64 {
+        if self.cycles == 0 {
+            0.0
+        } else {
+            (self.busy_cycles as f64 / self.cycles as f64).min(1.0)
+        }
+    }
 }
 
 impl PollingWorker {
@@ -111,6 +140,7 @@ impl PollingWorker {
             handoff_rx,
             snapshots,
             clock: TscClock::new(),
+            busy_cycles: 0,
             burst: MbufBurst::new(),
             tx_reported: vec![(0, 0); ports],
             last_housekeeping: Tick(0),
@@ -148,12 +178,15 @@ impl PollingWorker {
         self.clock.now()
     }
 
+    /// TSC cycles spent in polls that handled packets, since the worker was built.
+    pub fn busy_cycles(&self) -> u64 {
+        self.busy_cycles
+    }
+
     /// Polls until `stop` is set; then flushes what is buffered.
     pub fn run(&mut self, stop: &StopFlag) -> LoopStats {
-        let mut stats = LoopStats {
-            iterations: 0,
-            busy_iterations: 0,
-        };
+        let (started, busy_before) = (dpdk::rdtsc(), self.busy_cycles);
+        let mut stats = LoopStats::default();
         while !stop.should_stop() {
             stats.iterations += 1;
             if self.poll_once() > 0 {
@@ -161,6 +194,8 @@ impl PollingWorker {
             }
         }
         self.flush();
+        stats.cycles = dpdk::rdtsc().wrapping_sub(started);
+        stats.busy_cycles = self.busy_cycles.wrapping_sub(busy_before);
         stats
     }
 
@@ -186,7 +221,7 @@ impl PollingWorker {
         let counters: &WorkerCounters = counters;
         let snap = snapshots.current();
         pipeline.on_snapshot(snap);
-        let now = clock.now();
+        let (now, started) = clock.now_and_tsc();
         let mut handled = 0;
 
         for port in rx.iter_mut() {
@@ -274,6 +309,12 @@ impl PollingWorker {
             self.last_housekeeping = now;
             self.pipeline.housekeeping(now);
             self.neighbour_work(now);
+        }
+        // Timed only when there was work: an idle poll reads the TSC once, as before.
+        if handled > 0 {
+            self.busy_cycles = self
+                .busy_cycles
+                .wrapping_add(dpdk::rdtsc().wrapping_sub(started));
         }
         handled
     }
@@ -477,5 +518,25 @@ fn flush_handoff(
             counters.count_drop(DropReason::HandoffRingFull);
         }
         burst.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LoopStats;
+
+    #[test]
+    fn the_busy_share_is_busy_cycles_over_all_cycles() {
+        let stats = |cycles, busy_cycles| LoopStats {
+            cycles,
+            busy_cycles,
+            ..LoopStats::default()
+        };
+        assert_eq!(stats(0, 0).busy_share(), 0.0, "a loop that never ran");
+        assert_eq!(stats(1000, 0).busy_share(), 0.0);
+        assert_eq!(stats(1000, 250).busy_share(), 0.25);
+        assert_eq!(stats(1000, 1000).busy_share(), 1.0);
+        // TSC reads at the window's edges and inside a poll need not nest exactly.
+        assert_eq!(stats(1000, 1010).busy_share(), 1.0);
     }
 }

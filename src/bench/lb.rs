@@ -13,6 +13,7 @@ use dataplane::snapshot::{
     Backend, BackendState, Neighbour, ServiceConfig, ServiceKey, Snapshot, SnapshotConfig,
     SnapshotHandle, SnatPool,
 };
+use dataplane::worker::LoopStats;
 
 use super::options::{BenchOptions, LbNat};
 use super::report::LbCoreReport;
@@ -150,8 +151,8 @@ pub fn launch(
     )
 }
 
-/// What one lb worker counted, for the final report.
-pub fn core_result(c: &WorkerCounters) -> CoreResult {
+/// What one lb worker counted, for the final report; `stats` is what its polling loop returned.
+pub fn core_result(c: &WorkerCounters, stats: &LoopStats) -> CoreResult {
     let drops: BTreeMap<&'static str, u64> = DropReason::all()
         .map(|r| (r.as_str(), c.drops(r)))
         .filter(|(_, n)| *n > 0)
@@ -160,7 +161,7 @@ pub fn core_result(c: &WorkerCounters) -> CoreResult {
         rx: c.rx_packets.get(),
         tx: c.tx_packets.get(),
         dropped: c.total_drops(),
-        busy_cycles: 0,
+        busy_cycles: stats.busy_cycles,
         lb: Some(LbCoreReport {
             new_connections: c.new_connections.get(),
             connections_per_second: 0.0,
@@ -168,6 +169,7 @@ pub fn core_result(c: &WorkerCounters) -> CoreResult {
             handoff_out: c.handoff_out.get(),
             handoff_in: c.handoff_in.get(),
             rejects_sent: c.rejects_sent.get(),
+            busy_share: stats.busy_share(),
             drops,
         }),
     }

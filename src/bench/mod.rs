@@ -390,7 +390,10 @@ impl Launched {
             Launched::Lb(workers) => workers
                 .into_iter()
                 .map(|w| {
-                    let outcome = w.job.join().map(|_| lb::core_result(&w.counters));
+                    let outcome = w
+                        .job
+                        .join()
+                        .map(|stats| lb::core_result(&w.counters, &stats));
                     (w.lcore, w.rx_queues.len(), outcome)
                 })
                 .collect(),

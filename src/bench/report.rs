@@ -119,6 +119,9 @@ pub struct LbCoreReport {
     pub handoff_out: u64,
     pub handoff_in: u64,
     pub rejects_sent: u64,
+    /// Share of the worker's time spent in polls that handled packets: near 1 when the
+    /// worker is the bottleneck, lower when it waits for traffic (e.g. for the generator).
+    pub busy_share: f64,
     /// Non-zero drop counters by reason.
     pub drops: std::collections::BTreeMap<&'static str, u64>,
 }
@@ -201,13 +204,15 @@ impl FinalReport {
             if let Some(lb) = &c.lb {
                 let _ = write!(
                     s,
-                    "\n    connections: {} new ({:.0}/s), {} open; handoff out {} in {}; rejects {}",
+                    "\n    connections: {} new ({:.0}/s), {} open; handoff out {} in {}; rejects {}; \
+                     busy {:.1}%",
                     lb.new_connections,
                     lb.connections_per_second,
                     lb.active_connections,
                     lb.handoff_out,
                     lb.handoff_in,
-                    lb.rejects_sent
+                    lb.rejects_sent,
+                    lb.busy_share * 100.0
                 );
                 for (reason, n) in &lb.drops {
                     let _ = write!(s, "\n    dropped {reason}: {n}");

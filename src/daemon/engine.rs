@@ -276,33 +276,35 @@ fn worker_loop(
     live: Arc<WorkerLive>,
 ) -> LoopStats {
     let _running = RunningGuard(Arc::clone(&live));
-    let mut total = LoopStats {
-        iterations: 0,
-        busy_iterations: 0,
-    };
+    let mut total = LoopStats::default();
+    let started = dataplane::dpdk::rdtsc();
+    let busy_before = worker.busy_cycles();
     let mut window = Instant::now();
-    let (mut polls, mut busy) = (0u64, 0u64);
+    let (mut window_tsc, mut window_busy) = (started, busy_before);
     while !stop.should_stop() {
         for _ in 0..POLLS_PER_CHECK {
             if worker.poll_once() > 0 {
-                busy += 1;
+                total.busy_iterations += 1;
             }
         }
-        polls += u64::from(POLLS_PER_CHECK);
+        total.iterations += u64::from(POLLS_PER_CHECK);
         while let Ok(request) = requests.try_recv() {
             answer_connections(&worker, index, request);
         }
         if window.elapsed() >= BUSY_WINDOW {
+            let (tsc, busy) = (dataplane::dpdk::rdtsc(), worker.busy_cycles());
+            let last = LoopStats {
+                cycles: tsc.wrapping_sub(window_tsc),
+                busy_cycles: busy.wrapping_sub(window_busy),
+                ..LoopStats::default()
+            };
             live.busy_ratio
-                .store((busy as f64 / polls as f64).to_bits(), Ordering::Relaxed);
-            total.iterations += polls;
-            total.busy_iterations += busy;
-            (polls, busy) = (0, 0);
-            window = Instant::now();
+                .store(last.busy_share().to_bits(), Ordering::Relaxed);
+            (window, window_tsc, window_busy) = (Instant::now(), tsc, busy);
         }
     }
-    total.iterations += polls;
-    total.busy_iterations += busy;
+    total.cycles = dataplane::dpdk::rdtsc().wrapping_sub(started);
+    total.busy_cycles = worker.busy_cycles().wrapping_sub(busy_before);
     // Flushes the TX buffers and handoff bursts; `stop` is set, so no further polling.
     worker.run(&stop);
     total

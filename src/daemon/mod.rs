@@ -315,6 +315,7 @@ fn run_with_eal(
                 lcore,
                 iterations = loops.iterations,
                 busy_iterations = loops.busy_iterations,
+                busy_share = loops.busy_share(),
                 "worker stopped"
             ),
             Err(e) => {

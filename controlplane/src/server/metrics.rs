@@ -317,7 +317,7 @@ pub fn render(controller: &Controller, ready: bool) -> String {
         &mut out,
         "sluice_worker_busy_ratio",
         "gauge",
-        "Fraction of polling loops that received packets over the last second.",
+        "Share of the worker's time spent handling packets over the last second (TSC cycles).",
     );
     for worker in &workers {
         let (index, lcore) = (worker.index.to_string(), worker.lcore.to_string());
