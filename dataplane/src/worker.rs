@@ -83,6 +83,9 @@ pub struct PollingWorker {
     burst: MbufBurst,
     tx_reported: Vec<(u64, u64)>,
     last_housekeeping: Tick,
+    /// Connection-table entries the expiry sweep still has to examine this millisecond; one
+    /// bounded step per poll, so the polls in between keep forwarding.
+    sweep_owed: usize,
     /// The exception path to the host kernel (taps); empty when none is configured.
     host: HostPath,
     /// Packets waiting for their next hop's MAC (see [`crate::neigh`]).
@@ -144,6 +147,7 @@ impl PollingWorker {
             burst: MbufBurst::new(),
             tx_reported: vec![(0, 0); ports],
             last_housekeeping: Tick(0),
+            sweep_owed: 0,
             host: HostPath::new(),
             parked: ParkedPackets::new(),
             mempool: None,
@@ -303,12 +307,16 @@ impl PollingWorker {
         }
         host.flush(counters);
         self.account_tx();
-        // Aging runs once per millisecond tick, not per poll: a bounded step that keeps the
-        // sweep going without touching the table on every burst.
+        // Aging: each millisecond tick sets the sweep's work for that tick, done one bounded
+        // step per poll (no table work at all on most polls while nothing is pressed).
         if now != self.last_housekeeping {
             self.last_housekeeping = now;
-            self.pipeline.housekeeping(now);
+            self.sweep_owed = self.pipeline.sweep_entries_per_tick();
             self.neighbour_work(now);
+        }
+        if self.sweep_owed > 0 {
+            let step = self.pipeline.sweep_step(now, self.sweep_owed);
+            self.sweep_owed = self.sweep_owed.saturating_sub(step.examined.max(1));
         }
         // Timed only when there was work: an idle poll reads the TSC once, as before.
         if handled > 0 {

@@ -21,7 +21,7 @@ pub use owner::{dnat_owner, fullnat_owner, Ownership};
 pub use snat::{PartitionError, PortPartition, SnatError, SnatLease, SnatPorts};
 pub use state::{tcp_flags, ConnState, Timeouts, Tracker, Transition};
 pub use table::{
-    Conn, ConnData, ConnId, ConnInfo, ConnTable, Hit, InsertError, NatMode, Probe,
+    Conn, ConnData, ConnId, ConnInfo, ConnTable, Hit, InsertError, NatMode, Probe, Swept,
     BYTES_PER_CONNECTION,
 };
 

@@ -81,6 +81,18 @@ pub struct Hit {
     pub data: ConnData,
 }
 
+/// Expired connections [`ConnTable::expire_step`] gathers before removing them.
+const EXPIRE_BATCH: usize = 16;
+
+/// What one [`ConnTable::expire_step`] did.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Slab entries looked at.
+    pub examined: usize,
+    /// Connections removed (expired).
+    pub removed: usize,
+}
+
 /// Why an insert failed. Nothing changed in the table.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum InsertError {
@@ -941,32 +953,64 @@ impl ConnTable {
     /// those idle longer than their state's timeout, calling `on_expire` for each. Bounded
     /// work: call it once per burst; the whole table is swept every `capacity / budget` calls.
     /// Returns the number removed.
-    pub fn expire(
+    pub fn expire(&mut self, now: Tick, budget: usize, on_expire: impl FnMut(&ConnInfo)) -> usize {
+        self.expire_step(now, budget, usize::MAX, on_expire).removed
+    }
+
+    /// [`ConnTable::expire`] that also stops once it has removed `max_removed` connections
+    /// (the next call goes on from there): a removal costs far more than a look at an entry.
+    pub fn expire_step(
         &mut self,
         now: Tick,
         budget: usize,
+        max_removed: usize,
         mut on_expire: impl FnMut(&ConnInfo),
-    ) -> usize {
+    ) -> Swept {
         let capacity = self.conns.len() as u32;
-        let mut removed = 0;
-        for _ in 0..budget.min(capacity as usize) {
-            let index = self.cursor;
-            self.cursor = if index + 1 >= capacity { 0 } else { index + 1 };
-            let Some(conn) = self.conns.get(index as usize) else {
-                continue;
-            };
-            if !conn.is_live() {
-                continue;
+        let limit = budget.min(capacity as usize);
+        let mut swept = Swept::default();
+        // Expired entries are gathered a batch at a time and their index slots prefetched
+        // before any is removed: in a large table those slots are cold, and removing each as
+        // it is found waited for them one after the other.
+        let mut batch = [0u32; EXPIRE_BATCH];
+        while swept.examined < limit && swept.removed < max_removed {
+            let wanted = EXPIRE_BATCH.min(max_removed - swept.removed);
+            let mut gathered = 0;
+            while gathered < wanted && swept.examined < limit {
+                swept.examined += 1;
+                let index = self.cursor;
+                self.cursor = if index + 1 >= capacity { 0 } else { index + 1 };
+                if !self.is_expired(index, now) {
+                    continue;
+                }
+                for dir in [Direction::Original, Direction::Reply] {
+                    if let Some(key) = self.key(ConnId(index), dir) {
+                        self.prefetch_probe_slot(&self.probe(self.hash_key(&key)));
+                    }
+                }
+                if let Some(slot) = batch.get_mut(gathered) {
+                    *slot = index;
+                    gathered += 1;
+                }
             }
-            let timeout = conn.tracker.timeout(conn.proto, &self.timeouts);
-            if now.millis_since(conn.last_seen) >= timeout {
+            for &index in batch.iter().take(gathered) {
                 if let Some(info) = self.remove(ConnId(index), now) {
                     on_expire(&info);
-                    removed += 1;
+                    swept.removed += 1;
                 }
             }
         }
-        removed
+        swept
+    }
+
+    /// Whether the entry at `index` holds a connection idle longer than its state's timeout.
+    #[inline]
+    fn is_expired(&self, index: u32, now: Tick) -> bool {
+        self.conns.get(index as usize).is_some_and(|conn| {
+            conn.is_live()
+                && now.millis_since(conn.last_seen)
+                    >= conn.tracker.timeout(conn.proto, &self.timeouts)
+        })
     }
 
     /// Every live connection, for a control-plane snapshot (walks the whole slab: not for the

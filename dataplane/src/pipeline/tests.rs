@@ -1001,6 +1001,24 @@ fn the_expiry_sweep_speeds_up_as_the_table_fills() {
 }
 
 #[test]
+fn a_sweep_step_removes_a_bounded_number_of_connections() {
+    let mut c = Cluster::new(1);
+    for p in 0..100 {
+        assert_eq!(c.send(syn(1000 + p), 0).0, Verdict::Forward { port: 1 });
+    }
+    c.now = c.now.plus_millis(Timeouts::DEFAULT.tcp_syn + 1);
+    let w = &mut c.workers[0];
+    // All 100 have expired; a step stops after MAX_REMOVALS_PER_STEP, the next goes on.
+    let first = w.sweep_step(c.now, 1024);
+    assert_eq!(first.removed, MAX_REMOVALS_PER_STEP);
+    assert!(first.examined < 1024, "{first:?}");
+    let second = w.sweep_step(c.now, 1024);
+    assert_eq!(second.removed, 100 - MAX_REMOVALS_PER_STEP);
+    assert!(w.connections().is_empty());
+    assert_eq!(w.counters().closed_connections.get(), 100);
+}
+
+#[test]
 fn the_expiry_sweep_speeds_up_as_the_snat_ports_run_out() {
     let mut c = Cluster::with(1, |cfg| {
         cfg.expire_budget = 2;

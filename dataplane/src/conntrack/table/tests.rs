@@ -491,6 +491,39 @@ fn a_million_entries_age_out_with_bounded_work_per_call() {
     assert_eq!(calls, calls_per_sweep);
 }
 
+/// A step stops after its removals, and the next one picks up where it stopped: live entries
+/// between the expired ones are kept and every index slot stays consistent.
+#[test]
+fn an_expire_step_stops_after_max_removed_and_the_next_goes_on() {
+    let mut t = ConnTable::new(256, 3);
+    for i in 0..100u32 {
+        let o = original(client(i), 2000 + i as u16, Proto::Udp);
+        // Every third connection stays active; the others go quiet at tick 0.
+        let seen = if i % 3 == 0 {
+            Tick(Timeouts::DEFAULT.udp)
+        } else {
+            Tick(0)
+        };
+        t.insert(o, dnat_reply(&o, backend(1)), data(NatMode::Dnat), seen)
+            .unwrap();
+    }
+    let now = Tick(Timeouts::DEFAULT.udp + 1);
+    let mut removed = Vec::new();
+    let first = t.expire_step(now, 256, 20, |info| removed.push(info.original));
+    assert_eq!(first.removed, 20);
+    assert!(first.examined < 256, "{first:?}");
+    t.check_invariants();
+    let rest = t.expire_step(now, 256, usize::MAX, |info| removed.push(info.original));
+    assert_eq!(rest.removed, 66 - 20);
+    t.check_invariants();
+    assert_eq!(t.len(), 34);
+    for i in 0..100u32 {
+        let o = original(client(i), 2000 + i as u16, Proto::Udp);
+        assert_eq!(t.lookup(&o).is_some(), i % 3 == 0, "connection {i}");
+        assert_eq!(removed.contains(&o), i % 3 != 0, "connection {i}");
+    }
+}
+
 /// A deterministic xorshift for the long randomized test.
 struct Rng(u64);
 
