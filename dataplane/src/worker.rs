@@ -13,6 +13,9 @@ use crate::neigh::{self, NeighbourEvent, ParkedPackets};
 use crate::pipeline::{DropReason, PacketBuf, Verdict, Worker, WorkerCounters};
 use crate::snapshot::SnapshotReader;
 
+// A received burst is processed whole: the pipeline must take at least as many at once.
+const _: () = assert!(dpdk::MAX_BURST <= crate::pipeline::BURST);
+
 /// Converts the TSC to the connection table's millisecond ticks without a division per call.
 #[derive(Debug, Clone, Copy)]
 pub struct TscClock {
@@ -282,9 +285,17 @@ impl PollingWorker {
                 continue;
             }
             handled += n;
-            for mut mbuf in burst.drain() {
-                let port = mbuf.port();
-                let verdict = pipeline.process(snap, &mut mbuf, port_index_of(rx, port), now, true);
+            // A burst like one received: its connection lookups overlap.
+            let mut verdicts = [Verdict::Drop(DropReason::MultiSegment); dpdk::MAX_BURST];
+            pipeline.process_burst_from(
+                snap,
+                burst.as_mut_slice(),
+                |mbuf| port_index_of(rx, mbuf.port()),
+                now,
+                true,
+                &mut verdicts,
+            );
+            for (mbuf, verdict) in burst.drain().zip(verdicts) {
                 dispatch(
                     verdict,
                     mbuf,

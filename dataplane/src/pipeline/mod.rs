@@ -528,6 +528,22 @@ impl Worker {
         now: Tick,
         verdicts: &mut [Verdict],
     ) {
+        self.process_burst_from(snap, pkts, |_| ingress, now, false, verdicts);
+    }
+
+    /// [`Worker::process_burst`] for packets that may have arrived on different ports
+    /// (`ingress` tells each one's) and, with `handed_over`, that another worker handed over
+    /// (as for [`Worker::process`]).
+    #[inline]
+    pub fn process_burst_from<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        pkts: &mut [B],
+        ingress: impl Fn(&B) -> u16,
+        now: Tick,
+        handed_over: bool,
+        verdicts: &mut [Verdict],
+    ) {
         let n = pkts.len().min(BURST).min(verdicts.len());
         // Taken out for the burst (and put back below) so that stage 3 reads each entry in
         // place instead of copying it out of the worker it needs to borrow mutably.
@@ -570,11 +586,14 @@ impl Worker {
             // SYNs try the fast path here too: their slots are prefetched like every packet's,
             // so a retransmitted SYN costs no more than any established packet.
             let forwarded = fast.as_ref().and_then(|(fast, probe)| {
-                self.forward_established(snap, pkt, fast, *probe, now, false)
+                self.forward_established(snap, pkt, fast, *probe, now, handed_over)
             });
             *verdict = match forwarded {
                 Some(verdict) => verdict,
-                None => self.classify_and_translate(snap, pkt, ingress, now, false),
+                None => {
+                    let ingress = ingress(pkt);
+                    self.classify_and_translate(snap, pkt, ingress, now, handed_over)
+                }
             };
             if let Verdict::Drop(reason) = *verdict {
                 self.counters.count_drop(reason);

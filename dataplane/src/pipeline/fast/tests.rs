@@ -16,6 +16,7 @@ use proptest::prelude::*;
 const VIP: [u8; 4] = [198, 18, 100, 10];
 const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xc1, 0x01];
 const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0];
+const PORT1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 1];
 
 fn snapshot() -> Snapshot {
     let backends: Vec<Backend> = (1..=3u8)
@@ -92,7 +93,7 @@ fn snapshot() -> Snapshot {
 fn worker() -> Worker {
     let mut worker = Worker::new(WorkerConfig {
         conn_capacity: 1024,
-        port_macs: vec![LB_MAC, [0x02, 0, 0, 0, 0x0a, 1]],
+        port_macs: vec![LB_MAC, PORT1_MAC],
         ..WorkerConfig::default()
     })
     .expect("worker");
@@ -332,6 +333,53 @@ proptest! {
             }
         }
         prop_assert_eq!(counters_of(&fast), counters_of(&general));
+    }
+
+    /// Packets another worker handed over come in bursts from several ports: the burst path
+    /// must do exactly what handling them one by one does, including the drop of a packet
+    /// that is not this worker's after all.
+    #[test]
+    fn a_handed_over_burst_matches_handing_over_packet_by_packet(
+        ops in prop::collection::vec(op(), 1..150),
+        burst in 1usize..=BURST,
+    ) {
+        let snap = snapshot();
+        let first_of_two = || {
+            let mut w = Worker::new(WorkerConfig {
+                index: 0,
+                workers: 2,
+                conn_capacity: 1024,
+                port_macs: vec![LB_MAC, PORT1_MAC],
+                ..WorkerConfig::default()
+            })
+            .expect("worker");
+            w.on_snapshot(&snap);
+            w
+        };
+        let (mut bursts, mut single) = (first_of_two(), first_of_two());
+        // A frame arrived on the port whose MAC it is addressed to (replies: port 1).
+        let port_of = |frame: &Vec<u8>| u16::from(frame.get(..6) == Some(&PORT1_MAC[..]));
+        let mut forwarded: Vec<Vec<u8>> = Vec::new();
+        for (n, chunk) in ops.chunks(burst).enumerate() {
+            let now = Tick(1 + n as u32);
+            let frames: Vec<Vec<u8>> =
+                chunk.iter().filter_map(|op| frame_for(op, &forwarded)).map(|(f, _)| f).collect();
+            let mut a = frames.clone();
+            let mut verdicts = [Verdict::Drop(DropReason::NotIp); BURST];
+            bursts.process_burst_from(&snap, &mut a, port_of, now, true, &mut verdicts);
+            for (i, mut b) in frames.into_iter().enumerate() {
+                let ingress = port_of(&b);
+                let vb = single.process(&snap, &mut b, ingress, now, true);
+                prop_assert_eq!(verdicts[i], vb);
+                prop_assert_eq!(&a[i], &b);
+                if matches!(vb, Verdict::Forward { .. }) && ingress == 0
+                    && b.len() >= 54 && b[12..14] == [8, 0] && b[14] == 0x45
+                {
+                    forwarded.push(b);
+                }
+            }
+        }
+        prop_assert_eq!(counters_of(&bursts), counters_of(&single));
     }
 }
 
