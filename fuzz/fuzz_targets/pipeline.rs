@@ -1,5 +1,5 @@
-//! Fuzzes the whole per-packet function, `Worker::process`: no frame may panic it, in either
-//! direction.
+//! Fuzzes the whole per-packet function as the DPDK loop calls it (`Worker::process_burst`,
+//! and `process_burst_from` for a handoff): no frame may panic it, in either direction.
 //!
 //! The first input byte steers, the rest is the frame: bits 0-1 optionally overwrite the IP
 //! destination with the VIP (1) or the SNAT address (2) of the frame's IP version, bit 2 the
@@ -18,7 +18,7 @@ use std::sync::{Mutex, OnceLock};
 use dataplane::conntrack::Tick;
 use dataplane::flow::{Addr, NatMode, Proto};
 use dataplane::lb::Selection;
-use dataplane::pipeline::{Verdict, Worker, WorkerConfig};
+use dataplane::pipeline::{DropReason, Verdict, Worker, WorkerConfig};
 use dataplane::snapshot::{
     Backend, BackendState, Neighbour, ServiceConfig, ServiceKey, Snapshot, SnapshotConfig, SnatPool,
 };
@@ -221,15 +221,28 @@ fn swapped(frame: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// One packet in on `ingress` of worker 0, following a handoff to worker 1.
+/// One packet in on `ingress` of worker 0, following a handoff to worker 1, through the calls
+/// the DPDK loop makes: a received burst, then a handed-over burst.
 fn deliver(st: &mut State, frame: &mut Vec<u8>, ingress: u16) -> Verdict {
     let State { snap, workers, now } = st;
-    match workers[0].process(snap, frame, ingress, *now, false) {
+    let mut verdict = [Verdict::Drop(DropReason::NotIp)];
+    workers[0].process_burst(snap, std::slice::from_mut(frame), ingress, *now, &mut verdict);
+    match verdict[0] {
         Verdict::Handoff { worker } => {
             assert_eq!(worker, 1, "handoff to a worker that does not exist");
-            let v = workers[1].process(snap, frame, ingress, *now, true);
-            assert!(!matches!(v, Verdict::Handoff { .. }), "handed over twice");
-            v
+            workers[1].process_burst_from(
+                snap,
+                std::slice::from_mut(frame),
+                |_| ingress,
+                *now,
+                true,
+                &mut verdict,
+            );
+            assert!(
+                !matches!(verdict[0], Verdict::Handoff { .. }),
+                "handed over twice"
+            );
+            verdict[0]
         }
         v => v,
     }
