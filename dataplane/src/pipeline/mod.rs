@@ -557,6 +557,9 @@ impl Worker {
         for pkt in pkts.iter().take(PREFETCH_AHEAD.min(n)) {
             prefetch(pkt.data().as_ptr());
         }
+        // With several workers: the owner of each fast-path packet that is not this worker's.
+        let (several_workers, me) = (self.cfg.workers > 1, self.cfg.index);
+        let mut owners = [me; BURST];
         for (i, slot) in staged.iter_mut().enumerate().take(n) {
             // Headers a few packets ahead: a NIC's DMA leaves them in memory, not in L1.
             if let Some(ahead) = pkts
@@ -572,22 +575,53 @@ impl Worker {
                 (fast, probe)
             });
         }
-        // Stage 2: prefetch the connections the home slots point at.
-        for (_, probe) in staged.iter().take(n).flatten() {
-            self.conns.prefetch_probe_conn(probe);
+        // Stage 2: prefetch the connections the home slots point at. With several workers,
+        // another worker's packet is only passed on: it is unstaged, and its owner noted.
+        if several_workers {
+            for (slot, owner_of) in staged.iter_mut().zip(owners.iter_mut()).take(n) {
+                if let Some((fast, _)) = slot {
+                    let owner = self.owner(snap, &fast.key);
+                    if owner != me {
+                        *owner_of = owner;
+                        *slot = None;
+                    }
+                }
+                if let Some((_, probe)) = slot {
+                    self.conns.prefetch_probe_conn(probe);
+                }
+            }
+        } else {
+            for (_, probe) in staged.iter().take(n).flatten() {
+                self.conns.prefetch_probe_conn(probe);
+            }
         }
         // Stage 3: process; what the fast path does not take goes the general way.
-        for ((pkt, verdict), fast) in pkts
+        for (i, ((pkt, verdict), fast)) in pkts
             .iter_mut()
             .zip(verdicts.iter_mut())
             .zip(staged.iter())
+            .enumerate()
             .take(n)
         {
             // SYNs try the fast path here too: their slots are prefetched like every packet's,
             // so a retransmitted SYN costs no more than any established packet.
-            let forwarded = fast.as_ref().and_then(|(fast, probe)| {
-                self.forward_established(snap, pkt, fast, *probe, now, handed_over)
-            });
+            let forwarded = match fast {
+                Some((fast, probe)) => {
+                    self.forward_established(snap, pkt, fast, *probe, now, handed_over)
+                }
+                // Another worker's (unstaged in stage 2): what the general path would decide,
+                // without parsing it again.
+                None => match owners.get(i) {
+                    Some(&owner) if owner != me && handed_over => {
+                        Some(Verdict::Drop(DropReason::HandoffMisrouted))
+                    }
+                    Some(&owner) if owner != me => {
+                        self.counters.handoff_out.inc();
+                        Some(Verdict::Handoff { worker: owner })
+                    }
+                    _ => None,
+                },
+            };
             *verdict = match forwarded {
                 Some(verdict) => verdict,
                 None => {

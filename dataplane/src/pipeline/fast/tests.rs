@@ -335,13 +335,15 @@ proptest! {
         prop_assert_eq!(counters_of(&fast), counters_of(&general));
     }
 
-    /// Packets another worker handed over come in bursts from several ports: the burst path
-    /// must do exactly what handling them one by one does, including the drop of a packet
-    /// that is not this worker's after all.
+    /// With two workers, the burst path passes other workers' packets on before touching the
+    /// table, and takes handed-over bursts from several ports: it must do exactly what
+    /// handling the packets one by one does (handoffs, and the drop of a handed-over packet
+    /// that is not this worker's after all).
     #[test]
-    fn a_handed_over_burst_matches_handing_over_packet_by_packet(
+    fn a_burst_with_two_workers_matches_packet_by_packet(
         ops in prop::collection::vec(op(), 1..150),
         burst in 1usize..=BURST,
+        handed_over in any::<bool>(),
     ) {
         let snap = snapshot();
         let first_of_two = || {
@@ -366,10 +368,10 @@ proptest! {
                 chunk.iter().filter_map(|op| frame_for(op, &forwarded)).map(|(f, _)| f).collect();
             let mut a = frames.clone();
             let mut verdicts = [Verdict::Drop(DropReason::NotIp); BURST];
-            bursts.process_burst_from(&snap, &mut a, port_of, now, true, &mut verdicts);
+            bursts.process_burst_from(&snap, &mut a, port_of, now, handed_over, &mut verdicts);
             for (i, mut b) in frames.into_iter().enumerate() {
                 let ingress = port_of(&b);
-                let vb = single.process(&snap, &mut b, ingress, now, true);
+                let vb = single.process(&snap, &mut b, ingress, now, handed_over);
                 prop_assert_eq!(verdicts[i], vb);
                 prop_assert_eq!(&a[i], &b);
                 if matches!(vb, Verdict::Forward { .. }) && ingress == 0
