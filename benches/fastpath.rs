@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the fast path, without DPDK: the parser, the whole per-packet
-//! function (`Worker::process`) for established flows and for new connections, the Maglev table
-//! build and the snapshot compiler.
+//! function (`Worker::process`, and `Worker::process_burst` as the DPDK loop calls it, with one
+//! worker and as worker 0 of two) for established flows and for new connections, the Maglev
+//! table build and the snapshot compiler.
 //!
 //! Run with `cargo bench --bench fastpath` (add `-- <filter>` to pick groups). Timings on a
 //! shared machine are noisy: compare numbers from one run.
@@ -148,7 +149,13 @@ fn snapshot() -> Snapshot {
 }
 
 fn worker(snap: &Snapshot, capacity: u32, expire_budget: usize) -> Worker {
+    first_of(snap, capacity, expire_budget, 1)
+}
+
+/// Worker 0 of `workers`.
+fn first_of(snap: &Snapshot, capacity: u32, expire_budget: usize, workers: u16) -> Worker {
     let mut w = Worker::new(WorkerConfig {
+        workers,
         conn_capacity: capacity,
         port_macs: LB_MAC.to_vec(),
         expire_budget,
@@ -227,7 +234,21 @@ const ESTABLISHED_CAPACITY: u32 = MAX_FLOWS + (1 << 17);
 /// A worker with `flows` established connections to the service on `dport`: every flow did
 /// the whole handshake (SYN, SYN-ACK from the backend, ACK) through `Worker::process`.
 fn established_worker(snap: &Snapshot, dport: u16, flows: u32, now: Tick) -> Worker {
-    let mut w = worker(snap, ESTABLISHED_CAPACITY, 256);
+    let w = established_first_of(snap, dport, flows, now, 1);
+    assert_eq!(w.connections().len(), flows as usize);
+    w
+}
+
+/// Worker 0 of `workers` with the connections of the `flows` it owns established (the
+/// others' SYNs are handed off and go no further).
+fn established_first_of(
+    snap: &Snapshot,
+    dport: u16,
+    flows: u32,
+    now: Tick,
+    workers: u16,
+) -> Worker {
+    let mut w = first_of(snap, ESTABLISHED_CAPACITY, 256, workers);
     let syn = tcp_frame(dport, true, 0);
     let ack = tcp_frame(dport, false, 10);
     let mut buf = syn.clone();
@@ -235,6 +256,9 @@ fn established_worker(snap: &Snapshot, dport: u16, flows: u32, now: Tick) -> Wor
     for i in 0..flows {
         restore(&mut buf, &syn, i);
         let v = w.process(snap, &mut buf, 0, now, false);
+        if workers > 1 && matches!(v, Verdict::Handoff { .. }) {
+            continue;
+        }
         assert_eq!(v, Verdict::Forward { port: 1 }, "SYN of flow {i}");
         // The backend's SYN-ACK: the translated SYN with addresses and ports swapped.
         let (src, dst) = (IP_SRC..IP_SRC + 4, IP_DST..IP_DST + 4);
@@ -257,18 +281,13 @@ fn established_worker(snap: &Snapshot, dport: u16, flows: u32, now: Tick) -> Wor
         let v = w.process(snap, &mut ack_buf, 0, now, false);
         assert_eq!(v, Verdict::Forward { port: 1 }, "ACK of flow {i}");
     }
-    assert_eq!(w.connections().len(), flows as usize);
-    let (addr, port) = client(flows / 2);
-    let key = dataplane::flow::FlowKey {
-        src: Addr::from_v4(addr),
-        dst: Addr::from_v4(VIP),
-        src_port: port,
-        dst_port: dport,
-        proto: Proto::Tcp,
-    };
-    let (id, _) = w.connections().lookup(&key).expect("flow is tracked");
+    let first = w
+        .connections()
+        .iter(now)
+        .next()
+        .expect("worker 0 owns some flows");
     assert_eq!(
-        w.connections().get(id).map(|c| c.state()),
+        w.connections().get(first.id).map(|c| c.state()),
         Some(ConnState::Established)
     );
     w
@@ -359,6 +378,51 @@ fn bench_established_burst(c: &mut Criterion) {
                 assert_eq!(w.counters().total_drops(), 0);
                 assert!(verdicts.iter().all(|v| *v == Verdict::Forward { port: 1 }));
             }
+        }
+    }
+    g.finish();
+}
+
+/// `established_burst` (DNAT) at worker 0 of two: about half the flows are worker 1's, and
+/// their packets are passed on (`Verdict::Handoff`) without a table lookup. Per packet.
+fn bench_two_workers(c: &mut Criterion) {
+    const BURST: usize = dataplane::pipeline::BURST;
+    let snap = snapshot();
+    let now = Tick(1_000);
+    let mut g = c.benchmark_group("two_workers_burst");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for flows in [1_000u32, 1_000_000] {
+        let indices = random_indices(1 << 20, flows, u64::from(flows) + 2);
+        let mut worker: Option<Worker> = None;
+        let template = tcp_frame(DNAT_PORT, false, 10);
+        let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| template.clone()).collect();
+        let mut verdicts = [Verdict::Drop(dataplane::pipeline::DropReason::NotIp); BURST];
+        let mut cursor = 0usize;
+        let label = if flows == 1_000 { "1k" } else { "1M" };
+        g.bench_function(BenchmarkId::new("dnat", label), |b| {
+            let w =
+                worker.get_or_insert_with(|| established_first_of(&snap, DNAT_PORT, flows, now, 2));
+            b.iter(|| {
+                for buf in bufs.iter_mut() {
+                    let i = indices[cursor & (indices.len() - 1)];
+                    cursor += 1;
+                    restore(buf, &template, i);
+                }
+                w.process_burst(&snap, &mut bufs, 0, now, &mut verdicts);
+                black_box(&verdicts);
+            })
+        });
+        if let Some(w) = worker {
+            assert_eq!(w.counters().total_drops(), 0);
+            assert!(verdicts.iter().all(|v| matches!(
+                v,
+                Verdict::Forward { port: 1 } | Verdict::Handoff { worker: 1 }
+            )));
+            let owned = w.connections().len() as f64 / f64::from(flows);
+            assert!(
+                (0.4..0.6).contains(&owned),
+                "worker 0 owns {owned} of the flows"
+            );
         }
     }
     g.finish();
@@ -647,7 +711,8 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_parse, bench_established, bench_established_burst, bench_memory_floor,
+    targets = bench_parse, bench_established, bench_established_burst, bench_two_workers,
+        bench_memory_floor,
         bench_new_connection, bench_maglev_build, bench_snapshot_compile, bench_lpm
 }
 criterion_main!(benches);
