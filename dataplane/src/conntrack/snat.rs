@@ -395,7 +395,7 @@ impl SnatPorts {
     pub fn sweep_speedup(&self) -> usize {
         self.pools
             .iter()
-            .map(|p| super::sweep_speedup(p.ring.len() - p.free, p.ring.len()))
+            .map(|p| super::sweep_speedup(p.ring.len().saturating_sub(p.free), p.ring.len()))
             .max()
             .unwrap_or(1)
     }

@@ -864,10 +864,9 @@ impl ConnTable {
     }
 
     /// Remove the index slot of `key` that points at `entry`.
-    fn unlink(&mut self, key: &FlowKey, entry: u32) {
+    fn unlink(&mut self, probe: &Probe, entry: u32) {
         let n = self.slots.len();
-        let tag = tag_of(self.hash_key(key));
-        let mut i = home_of(tag, n);
+        let mut i = probe.home;
         for _ in 0..n {
             match self.slots.get(i) {
                 Some(slot) if slot.entry == entry => {
@@ -932,9 +931,21 @@ impl ConnTable {
     /// Remove a connection; returns what it was (so the caller can release its SNAT port), or
     /// `None` if `id` is not live.
     pub fn remove(&mut self, id: ConnId, now: Tick) -> Option<ConnInfo> {
+        let probes = self.probes_of(id)?;
+        self.remove_probed(id, now, &probes)
+    }
+
+    /// Where the index slots of both of `id`'s keys are looked for (original, reply).
+    fn probes_of(&self, id: ConnId) -> Option<[Probe; 2]> {
+        let probe = |dir| Some(self.probe(self.hash_key(&self.key(id, dir)?)));
+        Some([probe(Direction::Original)?, probe(Direction::Reply)?])
+    }
+
+    /// [`ConnTable::remove`] with its keys' probes already computed.
+    fn remove_probed(&mut self, id: ConnId, now: Tick, probes: &[Probe; 2]) -> Option<ConnInfo> {
         let info = self.info(id, now)?;
-        self.unlink(&info.original, slot_entry(id.0, Direction::Original));
-        self.unlink(&info.reply, slot_entry(id.0, Direction::Reply));
+        self.unlink(&probes[0], slot_entry(id.0, Direction::Original));
+        self.unlink(&probes[1], slot_entry(id.0, Direction::Reply));
         if let Some(conn) = self.conns.get_mut(id.0 as usize) {
             let (vip, reply_dst, backend) = (conn.vip, conn.reply_dst, conn.backend);
             *conn = Conn::VACANT;
@@ -972,7 +983,7 @@ impl ConnTable {
         // Expired entries are gathered a batch at a time and their index slots prefetched
         // before any is removed: in a large table those slots are cold, and removing each as
         // it is found waited for them one after the other.
-        let mut batch = [0u32; EXPIRE_BATCH];
+        let mut batch = [(0u32, [Probe { tag: 0, home: 0 }; 2]); EXPIRE_BATCH];
         while swept.examined < limit && swept.removed < max_removed {
             let wanted = EXPIRE_BATCH.min(max_removed - swept.removed);
             let mut gathered = 0;
@@ -983,18 +994,19 @@ impl ConnTable {
                 if !self.is_expired(index, now) {
                     continue;
                 }
-                for dir in [Direction::Original, Direction::Reply] {
-                    if let Some(key) = self.key(ConnId(index), dir) {
-                        self.prefetch_probe_slot(&self.probe(self.hash_key(&key)));
-                    }
+                let Some(probes) = self.probes_of(ConnId(index)) else {
+                    continue;
+                };
+                for probe in &probes {
+                    self.prefetch_probe_slot(probe);
                 }
                 if let Some(slot) = batch.get_mut(gathered) {
-                    *slot = index;
+                    *slot = (index, probes);
                     gathered += 1;
                 }
             }
-            for &index in batch.iter().take(gathered) {
-                if let Some(info) = self.remove(ConnId(index), now) {
+            for (index, probes) in batch.iter().take(gathered) {
+                if let Some(info) = self.remove_probed(ConnId(*index), now, probes) {
                     on_expire(&info);
                     swept.removed += 1;
                 }
