@@ -263,3 +263,59 @@ fn two_workers_hand_packets_to_the_owner_over_spsc_rings() {
     }
     assert_eq!(pool.in_use(), 0, "no mbuf leaked");
 }
+
+#[test]
+fn a_chained_mbuf_is_dropped_once_and_freed_whole() {
+    let _ = eal();
+    let pool = pool("chained", 1024);
+    {
+        let (mut outside, mut appliance) = ring_pair("ch", &pool);
+        let mac = appliance.mac().unwrap();
+        let handle = SnapshotHandle::new(Snapshot::compile(config(1, 1), None).unwrap());
+        let pipeline = Worker::new(WorkerConfig {
+            port_macs: vec![mac],
+            conn_capacity: 1024,
+            ..WorkerConfig::default()
+        })
+        .unwrap();
+        let mut worker = PollingWorker::new(
+            pipeline,
+            vec![RxPort {
+                port_index: 0,
+                queue: appliance.rx_queue(0).unwrap(),
+            }],
+            vec![appliance.tx_queue(0).unwrap()],
+            vec![None],
+            Vec::new(),
+            handle.reader(),
+        );
+        let mut wire_tx = outside.tx_queue(0).unwrap();
+        let mut wire_rx = outside.rx_queue(0).unwrap();
+
+        // A SYN to the VIP whose payload continues in a second segment: the first segment
+        // alone would parse and open a connection.
+        let frame = syn(40_000);
+        let mut head = pool.alloc().unwrap();
+        assert!(head.set_data(&frame));
+        let mut tail = pool.alloc().unwrap();
+        assert!(tail.set_data(&[0x5a; 100]));
+        assert!(head.chain(tail).is_ok());
+        assert_eq!(head.segments(), 2);
+        assert_eq!(pool.in_use(), 2);
+        let mut burst = MbufBurst::new();
+        burst.push(head).unwrap();
+        assert_eq!(wire_tx.tx_burst(&mut burst), 1);
+        assert_eq!(worker.poll_once(), 1);
+        let mut out = MbufBurst::new();
+        assert_eq!(wire_rx.rx_burst(&mut out), 0, "nothing sent");
+
+        let c = worker.counters();
+        assert_eq!(c.rx_packets.get(), 1);
+        assert_eq!(c.rx_bytes.get(), frame.len() as u64 + 100, "both segments");
+        assert_eq!(c.drops(dataplane::pipeline::DropReason::MultiSegment), 1);
+        assert_eq!(c.total_drops(), 1, "counted once");
+        assert_eq!(c.new_connections.get(), 0);
+        assert_eq!(worker.pipeline().connections().len(), 0);
+    }
+    assert_eq!(pool.in_use(), 0, "both segments freed");
+}

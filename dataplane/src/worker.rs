@@ -249,12 +249,7 @@ impl PollingWorker {
             // Byte counters are summed over the burst and published once.
             let (mut rx_bytes, mut tx_bytes) = (0u64, 0u64);
             for (mbuf, verdict) in burst.drain().zip(verdicts) {
-                rx_bytes += mbuf.len() as u64;
-                if mbuf.segments() > 1 {
-                    // Never produced (ports run without scatter); counted, not parsed twice.
-                    counters.count_drop(DropReason::MultiSegment);
-                    continue;
-                }
+                rx_bytes += u64::from(mbuf.pkt_len());
                 // The common verdict inline; `dispatch` has the rest.
                 if let Verdict::Forward { port } | Verdict::Reply { port } = verdict {
                     let p = usize::from(port);

@@ -30,6 +30,7 @@ char *sluice_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 char *sluice_pktmbuf_prepend(struct rte_mbuf *m, uint16_t len);
 char *sluice_pktmbuf_adj(struct rte_mbuf *m, uint16_t len);
 int sluice_pktmbuf_trim(struct rte_mbuf *m, uint16_t len);
+int sluice_pktmbuf_chain(struct rte_mbuf *head, struct rte_mbuf *tail);
 void sluice_pktmbuf_reset(struct rte_mbuf *m);
 uint16_t sluice_pktmbuf_headroom(const struct rte_mbuf *m);
 uint16_t sluice_pktmbuf_tailroom(const struct rte_mbuf *m);

@@ -148,6 +148,20 @@ impl Mbuf {
         unsafe { dpdk_sys::sluice_pktmbuf_trim(self.as_ptr(), len) == 0 }
     }
 
+    /// Appends `tail` (and its segments) as further segments of this packet. `Err(tail)`
+    /// if the chain would exceed DPDK's segment limit (nothing changed).
+    pub fn chain(&mut self, tail: Mbuf) -> Result<(), Mbuf> {
+        // SAFETY: both mbufs are valid and owned; on success the head owns the tail (freed
+        // with it), so the tail's handle must not free it as well.
+        let rc = unsafe { dpdk_sys::sluice_pktmbuf_chain(self.as_ptr(), tail.as_ptr()) };
+        if rc == 0 {
+            core::mem::forget(tail);
+            Ok(())
+        } else {
+            Err(tail)
+        }
+    }
+
     /// Writes `bytes` as the whole packet; false if it does not fit the buffer.
     pub fn set_data(&mut self, bytes: &[u8]) -> bool {
         let Ok(len) = u16::try_from(bytes.len()) else {
@@ -191,6 +205,11 @@ impl crate::pipeline::PacketBuf for Mbuf {
     fn prefetch_descriptor(&self) {
         // buf_addr, data_off and data_len: all in the first line of `rte_mbuf`.
         crate::mem::prefetch(self.as_ptr());
+    }
+
+    #[inline(always)]
+    fn is_segmented(&self) -> bool {
+        self.segments() > 1
     }
 
     fn resize(&mut self, len: usize) -> bool {

@@ -37,6 +37,16 @@ pub(super) struct FastPacket {
     pub wire_len: u32,
 }
 
+/// [`recognise`] for a whole packet: `None` for one in several buffers (only its first part
+/// is in [`PacketBuf::data`]).
+#[inline(always)]
+pub(super) fn recognise_buf<B: PacketBuf + ?Sized>(pkt: &B) -> Option<FastPacket> {
+    if pkt.is_segmented() {
+        return None;
+    }
+    recognise(pkt.data())
+}
+
 /// Recognises an untagged IPv4 TCP/UDP packet without options or fragmentation whose headers
 /// the general parser would accept; `None` for everything else (never a packet the general
 /// parser would reject or read differently).

@@ -55,6 +55,14 @@ pub trait PacketBuf {
     #[inline(always)]
     fn prefetch_descriptor(&self) {}
 
+    /// Whether the packet continues in further buffers, so that [`PacketBuf::data`] is only its
+    /// first part. Such a packet is dropped (`multi_segment`) before anything reads it: a
+    /// rewrite of the first part alone, or a connection opened for it, would be wrong.
+    #[inline(always)]
+    fn is_segmented(&self) -> bool {
+        false
+    }
+
     /// Adds `n` bytes in front of the packet (to push a VLAN tag); false if it cannot. The
     /// default moves the whole packet; an mbuf uses its headroom.
     fn push_front(&mut self, n: usize) -> bool {
@@ -496,7 +504,7 @@ impl Worker {
     ) -> Verdict {
         // SYNs take the general path: it plans the connection before the lookup, so the
         // cache misses of a new connection overlap (see `admit`).
-        if let Some(fast) = fast::recognise(pkt.data()).filter(|f| !admit::is_syn(f.tcp_flags)) {
+        if let Some(fast) = fast::recognise_buf(pkt).filter(|f| !admit::is_syn(f.tcp_flags)) {
             let probe = self.conns.probe(self.conns.hash_key(&fast.key));
             if let Some(verdict) =
                 self.forward_established(snap, pkt, &fast, probe, now, handed_over)
@@ -569,7 +577,7 @@ impl Worker {
                 prefetch(ahead.data().as_ptr());
             }
             let Some(pkt) = pkts.get(i) else { break };
-            *slot = fast::recognise(pkt.data()).map(|fast| {
+            *slot = fast::recognise_buf(pkt).map(|fast| {
                 let probe = self.conns.probe(self.conns.hash_key(&fast.key));
                 self.conns.prefetch_probe_slot(&probe);
                 (fast, probe)
@@ -645,6 +653,9 @@ impl Worker {
         now: Tick,
         handed_over: bool,
     ) -> Verdict {
+        if pkt.is_segmented() {
+            return Verdict::Drop(DropReason::MultiSegment);
+        }
         let info = match wire::parse(pkt.data()) {
             Ok(info) => info,
             Err(e) => return Verdict::Drop(DropReason::Malformed(e)),

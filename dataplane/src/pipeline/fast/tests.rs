@@ -561,3 +561,57 @@ fn fast_path_checksums_verify_independently() {
     ));
     assert_eq!(&next[40..42], &[0, 0]);
 }
+
+/// The first buffer of a packet that continues in others (as an mbuf chain would be).
+struct FirstSegment(Vec<u8>);
+
+impl PacketBuf for FirstSegment {
+    fn data(&self) -> &[u8] {
+        &self.0
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+    fn resize(&mut self, len: usize) -> bool {
+        self.0.resize(len, 0);
+        true
+    }
+    fn is_segmented(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn a_segmented_packet_is_dropped_before_anything_reads_it() {
+    let snap = snapshot();
+    let mut w = worker();
+    // An established connection, so that the fast path would otherwise take its packets.
+    let mut syn = client_frame(1, 40000, 80, 0x02, 64, 0);
+    assert_eq!(
+        w.process(&snap, &mut syn, 0, Tick(1), false),
+        Verdict::Forward { port: 1 }
+    );
+    let conns = w.connections().len();
+    let frames = [
+        client_frame(1, 40000, 80, 0x10, 64, 6), // of the connection
+        client_frame(2, 40001, 80, 0x02, 64, 0), // a new connection's SYN
+        client_frame(3, 5353, 53, 0, 64, 8),     // a new UDP flow
+    ];
+    let mut one = FirstSegment(frames[0].clone());
+    assert_eq!(
+        w.process(&snap, &mut one, 0, Tick(2), false),
+        Verdict::Drop(DropReason::MultiSegment)
+    );
+    let mut burst: Vec<FirstSegment> = frames.iter().cloned().map(FirstSegment).collect();
+    let mut verdicts = [Verdict::Consumed; 3];
+    w.process_burst(&snap, &mut burst, 0, Tick(3), &mut verdicts);
+    assert_eq!(verdicts, [Verdict::Drop(DropReason::MultiSegment); 3]);
+    for (pkt, frame) in burst.iter().zip(&frames) {
+        assert_eq!(&pkt.0, frame, "not rewritten");
+    }
+    assert_eq!(w.counters().drops(DropReason::MultiSegment), 4);
+    assert_eq!(w.counters().total_drops(), 4, "each counted once");
+    assert_eq!(w.connections().len(), conns, "no connection opened");
+    let service = w.counters().service(1).expect("slot");
+    assert_eq!(service.packets.get(), 1, "only the SYN was forwarded");
+}
