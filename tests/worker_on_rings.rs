@@ -319,3 +319,67 @@ fn a_chained_mbuf_is_dropped_once_and_freed_whole() {
     }
     assert_eq!(pool.in_use(), 0, "both segments freed");
 }
+
+#[test]
+fn removing_expired_connections_counts_as_busy_time() {
+    let _ = eal();
+    let pool = pool("expiry", 1024);
+    {
+        let (mut outside, mut appliance) = ring_pair("ex", &pool);
+        let mac = appliance.mac().unwrap();
+        let handle = SnapshotHandle::new(Snapshot::compile(config(1, 1), None).unwrap());
+        let pipeline = Worker::new(WorkerConfig {
+            port_macs: vec![mac],
+            conn_capacity: 1024,
+            timeouts: dataplane::conntrack::Timeouts {
+                tcp_syn: 1,
+                ..dataplane::conntrack::Timeouts::default()
+            },
+            ..WorkerConfig::default()
+        })
+        .unwrap();
+        let mut worker = PollingWorker::new(
+            pipeline,
+            vec![RxPort {
+                port_index: 0,
+                queue: appliance.rx_queue(0).unwrap(),
+            }],
+            vec![appliance.tx_queue(0).unwrap()],
+            vec![None],
+            Vec::new(),
+            handle.reader(),
+        );
+        let mut wire_tx = outside.tx_queue(0).unwrap();
+        let mut wire_rx = outside.rx_queue(0).unwrap();
+        let mut burst = MbufBurst::new();
+        for sport in 40_000..40_008 {
+            let mut m = pool.alloc().unwrap();
+            assert!(m.set_data(&syn(sport)));
+            burst.push(m).unwrap();
+        }
+        assert_eq!(wire_tx.tx_burst(&mut burst), 8);
+        assert_eq!(worker.poll_once(), 8);
+        assert_eq!(wire_rx.rx_burst(&mut burst), 8);
+        burst.clear();
+        assert_eq!(worker.pipeline().connections().len(), 8);
+
+        // The SYN timeout is 1 ms: later idle polls remove the connections.
+        let busy = worker.busy_cycles();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        for _ in 0..100_000 {
+            if worker.pipeline().connections().is_empty() {
+                break;
+            }
+            assert_eq!(worker.poll_once(), 0);
+        }
+        assert_eq!(worker.pipeline().connections().len(), 0, "expired");
+        assert!(
+            worker.busy_cycles() > busy,
+            "the polls that removed them were timed"
+        );
+        let busy = worker.busy_cycles();
+        assert_eq!(worker.poll_once(), 0);
+        assert_eq!(worker.busy_cycles(), busy, "an idle poll adds no busy time");
+    }
+    assert_eq!(pool.in_use(), 0, "no mbuf leaked");
+}

@@ -81,7 +81,8 @@ pub struct PollingWorker {
     handoff_rx: Vec<HandoffRx>,
     snapshots: SnapshotReader,
     clock: TscClock,
-    /// TSC cycles spent in polls that handled packets, since start.
+    /// TSC cycles spent in polls that handled packets or removed expired connections, since
+    /// start.
     busy_cycles: u64,
     burst: MbufBurst,
     tx_reported: Vec<(u64, u64)>,
@@ -185,7 +186,8 @@ impl PollingWorker {
         self.clock.now()
     }
 
-    /// TSC cycles spent in polls that handled packets, since the worker was built.
+    /// TSC cycles spent in polls that handled packets or removed expired connections, since
+    /// the worker was built.
     pub fn busy_cycles(&self) -> u64 {
         self.busy_cycles
     }
@@ -320,12 +322,15 @@ impl PollingWorker {
             self.sweep_owed = self.pipeline.sweep_entries_per_tick();
             self.neighbour_work(now);
         }
+        let mut removed = 0;
         if self.sweep_owed > 0 {
             let step = self.pipeline.sweep_step(now, self.sweep_owed);
             self.sweep_owed = self.sweep_owed.saturating_sub(step.examined.max(1));
+            removed = step.removed;
         }
-        // Timed only when there was work: an idle poll reads the TSC once, as before.
-        if handled > 0 {
+        // Timed only when there was work (packets, or expired connections removed: a worker
+        // draining a full table between bursts is busy): an idle poll reads the TSC once.
+        if handled > 0 || removed > 0 {
             self.busy_cycles = self
                 .busy_cycles
                 .wrapping_add(dpdk::rdtsc().wrapping_sub(started));

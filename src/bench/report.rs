@@ -119,8 +119,9 @@ pub struct LbCoreReport {
     pub handoff_out: u64,
     pub handoff_in: u64,
     pub rejects_sent: u64,
-    /// Share of the worker's time spent in polls that handled packets: near 1 when the
-    /// worker is the bottleneck, lower when it waits for traffic (e.g. for the generator).
+    /// Share of the worker's time spent in polls that handled packets or removed expired
+    /// connections: near 1 when the worker is the bottleneck, lower when it waits for traffic
+    /// (e.g. for the generator).
     pub busy_share: f64,
     /// Non-zero drop counters by reason.
     pub drops: std::collections::BTreeMap<&'static str, u64>,

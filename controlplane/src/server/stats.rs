@@ -21,7 +21,8 @@ pub struct WorkerView {
     pub rx_queues: Vec<String>,
     /// False once its loop returned or panicked.
     pub running: bool,
-    /// Share of its time spent in polls that handled packets over the last second.
+    /// Share of its time spent in polls that handled packets or removed expired connections,
+    /// over the last second.
     pub busy_ratio: f64,
     pub counters: Arc<WorkerCounters>,
 }
