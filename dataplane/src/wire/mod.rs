@@ -57,11 +57,15 @@ pub enum ParseError {
     BadL4Length,
     /// A TCP data offset below 5 or beyond the segment.
     BadTcpHeaderLength,
+    /// An IPv6 source or destination in ::ffff:0:0/96: IPv4-mapped addresses never appear on
+    /// the wire (RFC 4291 2.5.5.2, RFC 4942 2.2), and would name IPv4 flows here (an [`Addr`]
+    /// holds IPv4 addresses in that form).
+    V4MappedAddress,
 }
 
 impl ParseError {
     /// Number of variants.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     /// Every variant, in [`index`](Self::index) order.
     pub const ALL: [ParseError; Self::COUNT] = [
@@ -74,6 +78,7 @@ impl ParseError {
         ParseError::TooManyExtHeaders,
         ParseError::BadL4Length,
         ParseError::BadTcpHeaderLength,
+        ParseError::V4MappedAddress,
     ];
 
     /// Position in [`ALL`](Self::ALL), for counter arrays.
@@ -94,6 +99,7 @@ impl ParseError {
             ParseError::TooManyExtHeaders => "too_many_ext_headers",
             ParseError::BadL4Length => "bad_l4_length",
             ParseError::BadTcpHeaderLength => "bad_tcp_header_length",
+            ParseError::V4MappedAddress => "v4_mapped_address",
         }
     }
 }
@@ -504,6 +510,9 @@ fn parse_ipv6(
     }
     info.src = Addr::from_v6(src);
     info.dst = Addr::from_v6(dst);
+    if info.src.is_v4() || info.dst.is_v4() {
+        return Err(ParseError::V4MappedAddress);
+    }
     // The walk is bounded (8 headers of at most 2 KiB each), so these fit in u16.
     info.l4_offset = (offset + upper.offset) as u16;
     info.l4_len = total_len.saturating_sub(upper.offset) as u16;

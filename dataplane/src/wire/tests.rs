@@ -290,6 +290,16 @@ fn every_drop_reason() {
     frame[20] = 60;
     frame.extend_from_slice(&chain);
     assert_eq!(parse(&frame), Err(ParseError::TooManyExtHeaders));
+
+    // IPv4-mapped source or destination: never on the wire, and the key of an IPv4 flow.
+    v6[14] = 0x60;
+    assert!(parse(&v6).is_ok());
+    let mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 1];
+    for at in [22, 38] {
+        let mut bad = v6.clone();
+        bad[at..at + 16].copy_from_slice(&mapped);
+        assert_eq!(parse(&bad), Err(ParseError::V4MappedAddress));
+    }
 }
 
 #[test]
