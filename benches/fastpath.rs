@@ -35,6 +35,8 @@ const VIP: [u8; 4] = [198, 18, 100, 10];
 const GATEWAY: [u8; 4] = [198, 18, 0, 1];
 const DNAT_PORT: u16 = 80;
 const FULLNAT_PORT: u16 = 81;
+/// The DNAT service on the IPv6 VIP: its frames are IPv6.
+const DNAT_V6_PORT: u16 = 82;
 const SNAT_ADDRS: u8 = 32;
 const BACKENDS: u8 = 8;
 
@@ -51,27 +53,80 @@ fn client(i: u32) -> ([u8; 4], u16) {
     )
 }
 
-// Offsets in an untagged Ethernet/IPv4/TCP frame without options.
-const IP_SRC: usize = 26;
-const IP_DST: usize = 30;
-const SPORT: usize = 34;
-const DPORT: usize = 36;
-const TCP_FLAGS: usize = 47;
+/// An address in the IPv6 benchmarking range (RFC 5180), 2001:2:0:`net`::`host`.
+fn v6(net: u16, host: u32) -> [u8; 16] {
+    let mut a = [0x20, 0x01, 0, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    a[6..8].copy_from_slice(&net.to_be_bytes());
+    a[12..].copy_from_slice(&host.to_be_bytes());
+    a
+}
+
+const CLIENT6_NET: u16 = 0x8000;
+const VIP6: u16 = 0x64;
+const BACKEND6_NET: u16 = 0x13;
+
+/// Offsets in an untagged Ethernet/IPv4/TCP frame without options, or in an Ethernet/IPv6/TCP
+/// one without extension headers: source and destination address, ports, TCP flags.
+struct Offsets {
+    src: usize,
+    dst: usize,
+    addr_len: usize,
+    sport: usize,
+    dport: usize,
+    tcp_flags: usize,
+}
+
+const V4: Offsets = Offsets {
+    src: 26,
+    dst: 30,
+    addr_len: 4,
+    sport: 34,
+    dport: 36,
+    tcp_flags: 47,
+};
+const V6: Offsets = Offsets {
+    src: 22,
+    dst: 38,
+    addr_len: 16,
+    sport: 54,
+    dport: 56,
+    tcp_flags: 67,
+};
+
+#[inline(always)]
+fn offsets(frame: &[u8]) -> &'static Offsets {
+    if frame[12] == 0x86 {
+        &V6
+    } else {
+        &V4
+    }
+}
 
 /// Writes flow `i`'s client address and port into a copy of `template`.
 #[inline(always)]
 fn restore(buf: &mut [u8], template: &[u8], i: u32) {
     buf.copy_from_slice(template);
+    let o = offsets(template);
     let (addr, port) = client(i);
-    buf[IP_SRC..IP_SRC + 4].copy_from_slice(&addr);
-    buf[SPORT..SPORT + 2].copy_from_slice(&port.to_be_bytes());
+    if o.addr_len == 4 {
+        buf[o.src..o.src + 4].copy_from_slice(&addr);
+    } else {
+        buf[o.src + 12..o.src + 16].copy_from_slice(&addr);
+    }
+    buf[o.sport..o.sport + 2].copy_from_slice(&port.to_be_bytes());
 }
 
+/// A TCP frame of client 0 to `dport` on the VIP (the IPv6 VIP for [`DNAT_V6_PORT`]; the
+/// last four bytes of an IPv6 client's address are those of its IPv4 counterpart).
 fn tcp_frame(dport: u16, syn: bool, payload: usize) -> Vec<u8> {
     let (src, sport) = client(0);
-    let mut b = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC[0])
-        .ipv4(src, VIP, 64)
-        .tcp(sport, dport, 1000, 64240);
+    let eth = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC[0]);
+    let ip = if dport == DNAT_V6_PORT {
+        eth.ipv6(v6(CLIENT6_NET, u32::from_be_bytes(src)), v6(VIP6, 0x10), 64)
+    } else {
+        eth.ipv4(src, VIP, 64)
+    };
+    let mut b = ip.tcp(sport, dport, 1000, 64240);
     b = if syn { b.syn() } else { b.ack(2000) };
     let mut out = Vec::new();
     b.write(&mut out, &vec![0x5a; payload]).unwrap();
@@ -82,12 +137,21 @@ fn backend_addr(n: u8) -> Addr {
     Addr::from_v4([198, 19, 0, n])
 }
 
+fn backend6_addr(n: u8) -> Addr {
+    Addr::from_v6(v6(BACKEND6_NET, u32::from(n)))
+}
+
 fn service(id: u32, port: u16, mode: NatMode, pool: Option<usize>) -> ServiceConfig {
+    let ipv6 = port == DNAT_V6_PORT;
     ServiceConfig {
         id,
         name: format!("svc{id}"),
         key: ServiceKey {
-            vip: Addr::from_v4(VIP),
+            vip: if ipv6 {
+                Addr::from_v6(v6(VIP6, 0x10))
+            } else {
+                Addr::from_v4(VIP)
+            },
             port,
             proto: Proto::Tcp,
         },
@@ -97,7 +161,11 @@ fn service(id: u32, port: u16, mode: NatMode, pool: Option<usize>) -> ServiceCon
         backends: (1..=BACKENDS)
             .map(|n| Backend {
                 id: id * 100 + u32::from(n),
-                addr: backend_addr(n),
+                addr: if ipv6 {
+                    backend6_addr(n)
+                } else {
+                    backend_addr(n)
+                },
                 port: 8080,
                 weight: 1,
                 state: BackendState::Active,
@@ -108,19 +176,27 @@ fn service(id: u32, port: u16, mode: NatMode, pool: Option<usize>) -> ServiceCon
     }
 }
 
-/// A DNAT service on VIP:80 and a full-NAT one on VIP:81 (8 backends each, Maglev), a pool
-/// of 32 SNAT addresses (room for 2M full-NAT flows on one worker), a route to the clients
-/// through a gateway, and neighbours for the gateway and the backends.
+/// A DNAT service on VIP:80 and a full-NAT one on VIP:81 (8 backends each, Maglev), a DNAT
+/// service on the IPv6 VIP, port 82, a pool of 32 SNAT addresses (room for 2M full-NAT flows
+/// on one worker), routes to the clients through a gateway, and neighbours for the gateways
+/// and the backends.
 fn snapshot() -> Snapshot {
     let mut neighbours: Vec<Neighbour> = (1..=BACKENDS)
-        .map(|n| Neighbour {
-            addr: backend_addr(n),
-            mac: [0x02, 0, 0, 0, 0xbe, n],
-            port: 1,
+        .flat_map(|n| {
+            [backend_addr(n), backend6_addr(n)].map(|addr| Neighbour {
+                addr,
+                mac: [0x02, 0, 0, 0, 0xbe, n],
+                port: 1,
+            })
         })
         .collect();
     neighbours.push(Neighbour {
         addr: Addr::from_v4(GATEWAY),
+        mac: GATEWAY_MAC,
+        port: 0,
+    });
+    neighbours.push(Neighbour {
+        addr: Addr::from_v6(v6(0, 1)),
         mac: GATEWAY_MAC,
         port: 0,
     });
@@ -130,18 +206,27 @@ fn snapshot() -> Snapshot {
         services: vec![
             service(1, DNAT_PORT, NatMode::Dnat, None),
             service(2, FULLNAT_PORT, NatMode::FullNat, Some(0)),
+            service(3, DNAT_V6_PORT, NatMode::Dnat, None),
         ],
         snat_pools: vec![SnatPool {
             addrs: (1..=SNAT_ADDRS)
                 .map(|n| Addr::from_v4([198, 19, 255, n]))
                 .collect(),
         }],
-        routes: vec![Route {
-            prefix: Addr::from_v4([198, 18, 128, 0]),
-            prefix_len: 17,
-            next_hop: Some(Addr::from_v4(GATEWAY)),
-            port: 0,
-        }],
+        routes: vec![
+            Route {
+                prefix: Addr::from_v4([198, 18, 128, 0]),
+                prefix_len: 17,
+                next_hop: Some(Addr::from_v4(GATEWAY)),
+                port: 0,
+            },
+            Route {
+                prefix: Addr::from_v6(v6(CLIENT6_NET, 0)),
+                prefix_len: 64,
+                next_hop: Some(Addr::from_v6(v6(0, 1))),
+                port: 0,
+            },
+        ],
         neighbours,
         local_addrs: Vec::new(),
     };
@@ -261,20 +346,18 @@ fn established_first_of(
         }
         assert_eq!(v, Verdict::Forward { port: 1 }, "SYN of flow {i}");
         // The backend's SYN-ACK: the translated SYN with addresses and ports swapped.
-        let (src, dst) = (IP_SRC..IP_SRC + 4, IP_DST..IP_DST + 4);
-        let (s, d): ([u8; 4], [u8; 4]) = (
-            buf[src.clone()].try_into().unwrap(),
-            buf[dst.clone()].try_into().unwrap(),
-        );
+        let o = offsets(&buf);
+        let (src, dst) = (o.src..o.src + o.addr_len, o.dst..o.dst + o.addr_len);
+        let (s, d) = (buf[src.clone()].to_vec(), buf[dst.clone()].to_vec());
         buf[src].copy_from_slice(&d);
         buf[dst].copy_from_slice(&s);
         let (sp, dp): ([u8; 2], [u8; 2]) = (
-            buf[SPORT..SPORT + 2].try_into().unwrap(),
-            buf[DPORT..DPORT + 2].try_into().unwrap(),
+            buf[o.sport..o.sport + 2].try_into().unwrap(),
+            buf[o.dport..o.dport + 2].try_into().unwrap(),
         );
-        buf[SPORT..SPORT + 2].copy_from_slice(&dp);
-        buf[DPORT..DPORT + 2].copy_from_slice(&sp);
-        buf[TCP_FLAGS] = 0x12;
+        buf[o.sport..o.sport + 2].copy_from_slice(&dp);
+        buf[o.dport..o.dport + 2].copy_from_slice(&sp);
+        buf[o.tcp_flags] = 0x12;
         let v = w.process(snap, &mut buf, 1, now, false);
         assert_eq!(v, Verdict::Forward { port: 0 }, "SYN-ACK of flow {i}");
         restore(&mut ack_buf, &ack, i);
@@ -347,6 +430,7 @@ fn bench_established(c: &mut Criterion) {
 /// flows (what the DPDK loop calls): the burst parses every packet and prefetches its
 /// connection-table slot and entry before translating the first, so cache misses overlap.
 /// Throughput is per packet; the copy and patch of 32 frames is included (32 x `copy_only`).
+/// `dnat_ipv6` is the DNAT case over IPv6 (84-byte frames).
 ///
 /// `two_workers_burst` runs the DNAT case at worker 0 of two: about half the flows are worker
 /// 1's, and their packets are passed on (`Verdict::Handoff`) without a table lookup.
@@ -354,7 +438,11 @@ fn bench_established_burst(c: &mut Criterion) {
     const BURST: usize = dataplane::pipeline::BURST;
     let snap = snapshot();
     let now = Tick(1_000);
-    let one_worker: &[(&str, u16)] = &[("dnat", DNAT_PORT), ("fullnat", FULLNAT_PORT)];
+    let one_worker: &[(&str, u16)] = &[
+        ("dnat", DNAT_PORT),
+        ("fullnat", FULLNAT_PORT),
+        ("dnat_ipv6", DNAT_V6_PORT),
+    ];
     let two_workers: &[(&str, u16)] = &[("dnat", DNAT_PORT)];
     for (group, workers, modes) in [
         ("established_burst", 1u16, one_worker),

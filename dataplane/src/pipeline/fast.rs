@@ -1,13 +1,14 @@
 //! The established-flow fast path: the packet shape almost all traffic has (untagged Ethernet,
-//! IPv4 without options or fragmentation, TCP or UDP) recognised at fixed offsets, its
-//! connection looked up, and the packet rewritten from the connection's fields — without the
-//! general parser's `PacketInfo`, the ownership computation (a connection in this worker's
-//! table is this worker's by construction) or intermediate flow-key copies.
+//! IPv4 without options or fragmentation or IPv6 without extension headers, TCP or UDP)
+//! recognised at fixed offsets, its connection looked up, and the packet rewritten from the
+//! connection's fields — without the general parser's `PacketInfo`, the ownership computation
+//! (a connection in this worker's table is this worker's by construction) or intermediate
+//! flow-key copies.
 //!
 //! Anything else, and every packet whose connection this worker does not have (new flows,
-//! packets to hand over, ARP, ICMP, IPv6, VLAN tags, IP options), takes the general path,
-//! which gives the same result for the packets recognised here: a differential test below
-//! checks that byte for byte.
+//! packets to hand over, ARP, ICMP, VLAN tags, IP options, IPv6 extension headers), takes the
+//! general path, which gives the same result for the packets recognised here: a differential
+//! test below checks that byte for byte.
 
 use crate::conntrack::{Direction, Probe, Tick};
 use crate::flow::{Addr, FlowKey, Proto};
@@ -21,7 +22,14 @@ const L4: usize = L3 + 20;
 /// Bytes every recognised frame has: Ethernet, a 20-byte IPv4 header and a 20-byte TCP header
 /// (or UDP header and 12 payload bytes; the minimum Ethernet frame is 60 bytes anyway).
 const MIN_FRAME: usize = L4 + 20;
+/// Where TCP/UDP starts after a fixed IPv6 header.
+const L4_V6: usize = L3 + 40;
+/// Bytes every recognised IPv6 UDP frame has: Ethernet, IPv6 and the UDP header.
+const MIN_FRAME_V6_UDP: usize = L4_V6 + 8;
+/// The same for IPv6 TCP: a 20-byte TCP header.
+const MIN_FRAME_V6_TCP: usize = L4_V6 + 20;
 const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
+const ETHERTYPE_IPV6: [u8; 2] = [0x86, 0xdd];
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
 
@@ -31,7 +39,9 @@ pub(super) struct FastPacket {
     pub key: FlowKey,
     /// TCP flags byte (0 for UDP).
     pub tcp_flags: u8,
+    /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
+    pub ipv6: bool,
     /// Bytes from the start of the frame to the end of the IP packet (padding excluded), as the
     /// general path counts them.
     pub wire_len: u32,
@@ -47,11 +57,14 @@ pub(super) fn recognise_buf<B: PacketBuf + ?Sized>(pkt: &B) -> Option<FastPacket
     recognise(pkt.data())
 }
 
-/// Recognises an untagged IPv4 TCP/UDP packet without options or fragmentation whose headers
-/// the general parser would accept; `None` for everything else (never a packet the general
-/// parser would reject or read differently).
+/// Recognises an untagged IPv4 TCP/UDP packet without options or fragmentation, or an IPv6
+/// one without extension headers, whose headers the general parser would accept; `None` for
+/// everything else (never a packet the general parser would reject or read differently).
 #[inline(always)]
 pub(super) fn recognise(frame: &[u8]) -> Option<FastPacket> {
+    if frame.get(12..14) == Some(&ETHERTYPE_IPV6[..]) {
+        return recognise_v6(frame);
+    }
     let h = frame.first_chunk::<MIN_FRAME>()?;
     // Version 4 with a 20-byte header; no MF flag and offset 0 (DF is fine).
     if h[12..14] != ETHERTYPE_IPV4 || h[L3] != 0x45 || (h[L3 + 6] & 0x3f) | h[L3 + 7] != 0 {
@@ -90,7 +103,60 @@ pub(super) fn recognise(frame: &[u8]) -> Option<FastPacket> {
         },
         tcp_flags,
         ttl: h[L3 + 8],
+        ipv6: false,
         wire_len: (L3 + total_len) as u32,
+    })
+}
+
+/// [`recognise`] for an untagged IPv6 frame: TCP or UDP right after the fixed header.
+#[inline(always)]
+fn recognise_v6(frame: &[u8]) -> Option<FastPacket> {
+    let h = frame.first_chunk::<MIN_FRAME_V6_UDP>()?;
+    if h[L3] >> 4 != 6 {
+        return None;
+    }
+    let l4_len = usize::from(u16::from_be_bytes([h[L3 + 4], h[L3 + 5]]));
+    if l4_len > frame.len() - L4_V6 {
+        return None;
+    }
+    let (proto, tcp_flags) = match h[L3 + 6] {
+        PROTO_TCP => {
+            let t = frame.first_chunk::<MIN_FRAME_V6_TCP>()?;
+            let header_len = usize::from(t[L4_V6 + 12] >> 4) * 4;
+            if header_len < 20 || header_len > l4_len {
+                return None;
+            }
+            (Proto::Tcp, t[L4_V6 + 13])
+        }
+        PROTO_UDP => {
+            let udp_len = usize::from(u16::from_be_bytes([h[L4_V6 + 4], h[L4_V6 + 5]]));
+            if !(8..=l4_len).contains(&udp_len) {
+                return None;
+            }
+            (Proto::Udp, 0)
+        }
+        _ => return None,
+    };
+    let (src, dst) = (
+        Addr(h[L3 + 8..L3 + 24].try_into().ok()?),
+        Addr(h[L3 + 24..L3 + 40].try_into().ok()?),
+    );
+    // The general parser rejects IPv4-mapped addresses (they would name IPv4 flows).
+    if src.is_v4() || dst.is_v4() {
+        return None;
+    }
+    Some(FastPacket {
+        key: FlowKey {
+            src,
+            dst,
+            src_port: u16::from_be_bytes([h[L4_V6], h[L4_V6 + 1]]),
+            dst_port: u16::from_be_bytes([h[L4_V6 + 2], h[L4_V6 + 3]]),
+            proto,
+        },
+        tcp_flags,
+        ttl: h[L3 + 7],
+        ipv6: true,
+        wire_len: (L4_V6 + l4_len) as u32,
     })
 }
 
@@ -130,7 +196,11 @@ impl Worker {
         if fast.ttl <= 1 {
             return Some(Verdict::Drop(DropReason::TtlExceeded));
         }
-        translate_v4(pkt.data_mut(), &hit.translated);
+        if fast.ipv6 {
+            translate_v6(pkt.data_mut(), fast.key.proto, &hit.translated);
+        } else {
+            translate_v4(pkt.data_mut(), &hit.translated);
+        }
         // Untagged by construction: no VLAN to carry over.
         Some(self.address_l2(snap, pkt, None, &hit.translated.dst, now))
     }
@@ -192,10 +262,52 @@ fn translate_v4(frame: &mut [u8], new: &FlowKey) {
     h[L4..L4 + 4].copy_from_slice(&new_ports);
 }
 
+/// [`super::rewrite::translate`] for a recognised IPv6 packet: no header checksum, the hop
+/// limit lowered, and the L4 checksum (mandatory in IPv6, UDP included) updated for the
+/// addresses and ports, 32 bits at a time in native byte order as in [`translate_v4`].
+#[inline(always)]
+fn translate_v6(frame: &mut [u8], proto: Proto, new: &FlowKey) {
+    if proto == Proto::Tcp {
+        if let Some(h) = frame.first_chunk_mut::<MIN_FRAME_V6_TCP>() {
+            translate_v6_at(h, L4_V6 + 16, new);
+        }
+    } else if let Some(h) = frame.first_chunk_mut::<MIN_FRAME_V6_UDP>() {
+        translate_v6_at(h, L4_V6 + 6, new);
+    }
+}
+
+#[inline(always)]
+fn translate_v6_at<const N: usize>(h: &mut [u8; N], csum_at: usize, new: &FlowKey) {
+    let mut delta = 0u64;
+    for (at, addr) in [(L3 + 8, &new.src.0), (L3 + 24, &new.dst.0)] {
+        for i in (0..16).step_by(4) {
+            let old = [h[at + i], h[at + i + 1], h[at + i + 2], h[at + i + 3]];
+            delta += delta_ne32(old, [addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
+        }
+    }
+    let mut new_ports = [0u8; 4];
+    new_ports[..2].copy_from_slice(&new.src_port.to_be_bytes());
+    new_ports[2..].copy_from_slice(&new.dst_port.to_be_bytes());
+    delta += delta_ne32(
+        [h[L4_V6], h[L4_V6 + 1], h[L4_V6 + 2], h[L4_V6 + 3]],
+        new_ports,
+    );
+    let mut l4_sum = apply_ne(h, csum_at, delta);
+    if csum_at == L4_V6 + 6 && l4_sum == [0, 0] {
+        // As for IPv4: a computed UDP checksum of 0 is sent as 0xffff.
+        l4_sum = [0xff, 0xff];
+    }
+    h[csum_at..csum_at + 2].copy_from_slice(&l4_sum);
+    h[L3 + 7] = h[L3 + 7].saturating_sub(1);
+    h[L3 + 8..L3 + 24].copy_from_slice(&new.src.0);
+    h[L3 + 24..L3 + 40].copy_from_slice(&new.dst.0);
+    h[L4_V6..L4_V6 + 4].copy_from_slice(&new_ports);
+}
+
 /// The checksum at `at` with `delta` applied ([`apply`] works in either byte order), in
 /// memory order.
 #[inline(always)]
-fn apply_ne(h: &[u8; MIN_FRAME], at: usize, delta: u64) -> [u8; 2] {
+fn apply_ne<const N: usize>(h: &[u8; N], at: usize, delta: u64) -> [u8; 2] {
     apply(u16::from_ne_bytes([h[at], h[at + 1]]), delta).to_ne_bytes()
 }
 

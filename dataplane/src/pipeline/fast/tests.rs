@@ -18,21 +18,41 @@ const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xc1, 0x01];
 const LB_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 0];
 const PORT1_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0a, 1];
 
+/// The IPv6 addresses: 2001:2::/48 is the IPv6 benchmarking range (RFC 5180).
+fn v6(net: u16, host: u16) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[..6].copy_from_slice(&[0x20, 0x01, 0, 0x02, 0, 0]);
+    a[6..8].copy_from_slice(&net.to_be_bytes());
+    a[14..].copy_from_slice(&host.to_be_bytes());
+    a
+}
+
+const VIP6_NET: u16 = 0x64;
+const CLIENT6_NET: u16 = 0x12;
+const BACKEND6_NET: u16 = 0x13;
+
+/// The same four services on an IPv4 VIP (ids 1-4, backends 1-3) and on an IPv6 VIP (ids 5-8,
+/// backends 4-6), each family with its own SNAT pool.
 fn snapshot() -> Snapshot {
+    let backend = |id: u32, addr: Addr| Backend {
+        id,
+        addr,
+        port: 8080,
+        weight: 1,
+        state: BackendState::Active,
+    };
     let backends: Vec<Backend> = (1..=3u8)
-        .map(|i| Backend {
-            id: u32::from(i),
-            addr: Addr::from_v4([198, 19, 0, i]),
-            port: 8080,
-            weight: 1,
-            state: BackendState::Active,
-        })
+        .map(|i| backend(u32::from(i), Addr::from_v4([198, 19, 0, i])))
+        .collect();
+    let backends6: Vec<Backend> = (1..=3u16)
+        .map(|i| backend(u32::from(i) + 3, Addr::from_v6(v6(BACKEND6_NET, i))))
         .collect();
     let mut neighbours: Vec<Neighbour> = backends
         .iter()
+        .chain(&backends6)
         .map(|b| Neighbour {
             addr: b.addr,
-            mac: [0x02, 0, 0, 0, 0xbe, b.addr.0[15]],
+            mac: [0x02, 0, 0, 0, 0xbe, b.id as u8],
             port: 1,
         })
         .collect();
@@ -41,20 +61,41 @@ fn snapshot() -> Snapshot {
         mac: CLIENT_MAC,
         port: 0,
     }));
-    let service = |id: u32, port: u16, proto: Proto, mode: NatMode| ServiceConfig {
-        id,
-        name: format!("svc{id}"),
-        key: ServiceKey {
-            vip: Addr::from_v4(VIP),
-            port,
-            proto,
-        },
-        mode,
-        selection: Selection::Maglev,
-        persistence: false,
-        backends: backends.clone(),
-        snat_pool: (mode == NatMode::FullNat).then_some(0),
-        table_size: None,
+    neighbours.extend((1..=4u16).map(|i| Neighbour {
+        addr: Addr::from_v6(v6(CLIENT6_NET, i)),
+        mac: CLIENT_MAC,
+        port: 0,
+    }));
+    let service = |id: u32, port: u16, proto: Proto, mode: NatMode| {
+        let ipv6 = id > 4;
+        ServiceConfig {
+            id,
+            name: format!("svc{id}"),
+            key: ServiceKey {
+                vip: if ipv6 {
+                    Addr::from_v6(v6(VIP6_NET, 0x10))
+                } else {
+                    Addr::from_v4(VIP)
+                },
+                port,
+                proto,
+            },
+            mode,
+            selection: Selection::Maglev,
+            persistence: false,
+            backends: if ipv6 {
+                backends6.clone()
+            } else {
+                backends.clone()
+            },
+            snat_pool: (mode == NatMode::FullNat).then_some(usize::from(ipv6)),
+            table_size: None,
+        }
+    };
+    let local = |addr: Addr, port: u16, prefix_len: u8| LocalAddr {
+        addr,
+        port,
+        prefix_len,
     };
     Snapshot::compile(
         SnapshotConfig {
@@ -65,24 +106,28 @@ fn snapshot() -> Snapshot {
                 service(2, 53, Proto::Udp, NatMode::Dnat),
                 service(3, 81, Proto::Tcp, NatMode::FullNat),
                 service(4, 54, Proto::Udp, NatMode::FullNat),
+                service(5, 80, Proto::Tcp, NatMode::Dnat),
+                service(6, 53, Proto::Udp, NatMode::Dnat),
+                service(7, 81, Proto::Tcp, NatMode::FullNat),
+                service(8, 54, Proto::Udp, NatMode::FullNat),
             ],
-            snat_pools: vec![SnatPool {
-                addrs: vec![Addr::from_v4([198, 19, 255, 1])],
-            }],
+            snat_pools: vec![
+                SnatPool {
+                    addrs: vec![Addr::from_v4([198, 19, 255, 1])],
+                },
+                SnatPool {
+                    addrs: vec![Addr::from_v6(v6(0xff, 1))],
+                },
+            ],
             routes: vec![],
             neighbours,
-            // Connected subnets: clients on port 0, backends and the SNAT address on port 1.
+            // Connected subnets: clients on port 0, backends and the SNAT addresses on port 1.
             local_addrs: vec![
-                LocalAddr {
-                    addr: Addr::from_v4([198, 18, 0, 254]),
-                    port: 0,
-                    prefix_len: 24,
-                },
-                LocalAddr {
-                    addr: Addr::from_v4([198, 19, 0, 254]),
-                    port: 1,
-                    prefix_len: 16,
-                },
+                local(Addr::from_v4([198, 18, 0, 254]), 0, 24),
+                local(Addr::from_v4([198, 19, 0, 254]), 1, 16),
+                local(Addr::from_v6(v6(CLIENT6_NET, 0xfe)), 0, 64),
+                local(Addr::from_v6(v6(BACKEND6_NET, 0xfe)), 1, 64),
+                local(Addr::from_v6(v6(0xff, 0xfe)), 1, 64),
             ],
         },
         None,
@@ -113,6 +158,8 @@ enum Op {
         flags: u8,
         ttl: u8,
         payload: usize,
+        /// To the IPv6 VIP (else the IPv4 one).
+        ipv6: bool,
     },
     /// The backend answers the `n`th packet forwarded so far, with TCP flags.
     Reply { n: usize, flags: u8 },
@@ -133,15 +180,19 @@ fn op() -> impl Strategy<Value = Op> {
         // TTL 0 and 1 are dropped, 2 leaves with 1; the rest exercise the checksum update.
         prop_oneof![Just(0u8), Just(1), Just(2), Just(255), any::<u8>()],
         0usize..64,
+        any::<bool>(),
     )
-        .prop_map(|(client, sport, port, flags, ttl, payload)| Op::Client {
-            client,
-            sport,
-            port,
-            flags,
-            ttl,
-            payload,
-        });
+        .prop_map(
+            |(client, sport, port, flags, ttl, payload, ipv6)| Op::Client {
+                client,
+                sport,
+                port,
+                flags,
+                ttl,
+                payload,
+                ipv6,
+            },
+        );
     let reply = (
         0usize..64,
         prop::sample::select(vec![0x12u8, 0x10, 0x18, 0x11, 0x04]),
@@ -150,7 +201,7 @@ fn op() -> impl Strategy<Value = Op> {
     let plain = prop_oneof![3 => client, 2 => reply];
     prop_oneof![
         8 => plain.clone(),
-        1 => (0usize..60, 1u8..=255, plain).prop_map(|(at, value, inner)| Op::Mutate {
+        1 => (0usize..80, 1u8..=255, plain).prop_map(|(at, value, inner)| Op::Mutate {
             at, value, inner: Box::new(inner),
         }),
     ]
@@ -158,6 +209,33 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn client_frame(client: u8, sport: u16, port: u16, flags: u8, ttl: u8, payload: usize) -> Vec<u8> {
     let ip = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv4([198, 18, 0, client], VIP, ttl);
+    frame_over(ip, sport, port, flags, payload)
+}
+
+/// [`client_frame`] to the IPv6 VIP (`ttl` is the hop limit).
+fn client_frame_v6(
+    client: u8,
+    sport: u16,
+    port: u16,
+    flags: u8,
+    ttl: u8,
+    payload: usize,
+) -> Vec<u8> {
+    let ip = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv6(
+        v6(CLIENT6_NET, u16::from(client)),
+        v6(VIP6_NET, 0x10),
+        ttl,
+    );
+    frame_over(ip, sport, port, flags, payload)
+}
+
+fn frame_over(
+    ip: etherparse::PacketBuilderStep<etherparse::IpHeaders>,
+    sport: u16,
+    port: u16,
+    flags: u8,
+    payload: usize,
+) -> Vec<u8> {
     let data = vec![0x5a; payload];
     let mut frame = Vec::new();
     if port == 53 || port == 54 {
@@ -192,17 +270,37 @@ fn reply_frame(forwarded: &[u8], flags: u8) -> Vec<u8> {
     let (dst, src) = (f[0..6].to_vec(), f[6..12].to_vec());
     f[0..6].copy_from_slice(&src);
     f[6..12].copy_from_slice(&dst);
-    let (s, d) = (f[26..30].to_vec(), f[30..34].to_vec());
-    f[26..30].copy_from_slice(&d);
-    f[30..34].copy_from_slice(&s);
-    let (sp, dp) = (f[34..36].to_vec(), f[36..38].to_vec());
-    f[34..36].copy_from_slice(&dp);
-    f[36..38].copy_from_slice(&sp);
-    f[22] = 64;
-    if f[23] == 6 && f.len() > 47 {
-        f[47] = flags;
+    // Address length, where the addresses start, where the ports start, the TTL and protocol
+    // bytes.
+    let (len, addrs, l4, ttl, proto) = if is_plain_v6(&f) {
+        (16, 22, 54, 21, 20)
+    } else {
+        (4, 26, 34, 22, 23)
+    };
+    let (s, d) = (
+        f[addrs..addrs + len].to_vec(),
+        f[addrs + len..addrs + 2 * len].to_vec(),
+    );
+    f[addrs..addrs + len].copy_from_slice(&d);
+    f[addrs + len..addrs + 2 * len].copy_from_slice(&s);
+    let (sp, dp) = (f[l4..l4 + 2].to_vec(), f[l4 + 2..l4 + 4].to_vec());
+    f[l4..l4 + 2].copy_from_slice(&dp);
+    f[l4 + 2..l4 + 4].copy_from_slice(&sp);
+    f[ttl] = 64;
+    if f[proto] == 6 && f.len() > l4 + 13 {
+        f[l4 + 13] = flags;
     }
     f
+}
+
+/// Untagged IPv6 with TCP or UDP (and its header) right after the fixed header.
+fn is_plain_v6(f: &[u8]) -> bool {
+    f.len() >= 62 && f[12..14] == [0x86, 0xdd] && matches!(f[20], 6 | 17)
+}
+
+/// Whether a frame the worker forwarded from a client can be answered by [`reply_frame`].
+fn answerable(f: &[u8]) -> bool {
+    (f.len() >= 54 && f[12..14] == [8, 0] && f[14] == 0x45) || is_plain_v6(f)
 }
 
 fn frame_for(op: &Op, forwarded: &[Vec<u8>]) -> Option<(Vec<u8>, u16)> {
@@ -214,10 +312,15 @@ fn frame_for(op: &Op, forwarded: &[Vec<u8>]) -> Option<(Vec<u8>, u16)> {
             flags,
             ttl,
             payload,
-        } => Some((
-            client_frame(*client, *sport, *port, *flags, *ttl, *payload),
-            0,
-        )),
+            ipv6,
+        } => {
+            let frame = if *ipv6 {
+                client_frame_v6(*client, *sport, *port, *flags, *ttl, *payload)
+            } else {
+                client_frame(*client, *sport, *port, *flags, *ttl, *payload)
+            };
+            Some((frame, 0))
+        }
         Op::Reply { n, flags } => {
             let f = forwarded.get(n % forwarded.len().max(1))?;
             Some((reply_frame(f, *flags), 1))
@@ -242,7 +345,7 @@ fn counters_of(w: &Worker) -> Vec<u64> {
         c.rejects_sent.get(),
         c.total_drops(),
     ];
-    for id in 1..=4 {
+    for id in 1..=8 {
         let s = c.service(id).expect("slot");
         v.extend([
             s.packets.get(),
@@ -251,7 +354,7 @@ fn counters_of(w: &Worker) -> Vec<u64> {
             s.rejected.get(),
         ]);
     }
-    for id in 1..=3 {
+    for id in 1..=6 {
         let b = c.backend(id).expect("slot");
         v.extend([
             b.packets.get(),
@@ -284,9 +387,7 @@ proptest! {
             }
             prop_assert_eq!(va, vb, "op {} {:?}", i, op);
             prop_assert_eq!(&a, &b, "op {} {:?}", i, op);
-            if matches!(va, Verdict::Forward { .. }) && ingress == 0 && a.len() >= 54
-                && a[12..14] == [8, 0] && a[14] == 0x45
-            {
+            if matches!(va, Verdict::Forward { .. }) && ingress == 0 && answerable(&a) {
                 forwarded.push(a);
             }
         }
@@ -325,7 +426,7 @@ proptest! {
                 }
                 for (i, out) in a.into_iter().enumerate() {
                     if matches!(verdicts[i], Verdict::Forward { .. }) && ingress == 0
-                        && out.len() >= 54 && out[12..14] == [8, 0] && out[14] == 0x45
+                        && answerable(&out)
                     {
                         forwarded.push(out);
                     }
@@ -374,9 +475,7 @@ proptest! {
                 let vb = single.process(&snap, &mut b, ingress, now, handed_over);
                 prop_assert_eq!(verdicts[i], vb);
                 prop_assert_eq!(&a[i], &b);
-                if matches!(vb, Verdict::Forward { .. }) && ingress == 0
-                    && b.len() >= 54 && b[12..14] == [8, 0] && b[14] == 0x45
-                {
+                if matches!(vb, Verdict::Forward { .. }) && ingress == 0 && answerable(&b) {
                     forwarded.push(b);
                 }
             }
@@ -464,6 +563,27 @@ fn checksums_verify(frame: &[u8]) -> bool {
     let Ok(packet) = etherparse::SlicedPacket::from_ethernet(frame) else {
         return false;
     };
+    if let Some(etherparse::NetSlice::Ipv6(ip)) = &packet.net {
+        // No header checksum; the L4 one is mandatory (UDP included).
+        let header = ip.header().to_header();
+        return match packet.transport {
+            Some(etherparse::TransportSlice::Tcp(tcp)) => {
+                tcp.checksum()
+                    == tcp
+                        .to_header()
+                        .calc_checksum_ipv6(&header, tcp.payload())
+                        .expect("checksum")
+            }
+            Some(etherparse::TransportSlice::Udp(udp)) => {
+                udp.checksum()
+                    == udp
+                        .to_header()
+                        .calc_checksum_ipv6(&header, udp.payload())
+                        .expect("checksum")
+            }
+            _ => false,
+        };
+    }
     let Some(etherparse::NetSlice::Ipv4(ip)) = packet.net else {
         return false;
     };
@@ -560,6 +680,100 @@ fn fast_path_checksums_verify_independently() {
         Verdict::Forward { port: 1 }
     ));
     assert_eq!(&next[40..42], &[0, 0]);
+}
+
+#[test]
+fn ipv6_flows_take_the_fast_path_with_checksums_that_verify_independently() {
+    let snap = snapshot();
+    let mut w = worker();
+    let vip6 = v6(VIP6_NET, 0x10);
+    for (port, payload) in [(80u16, 0usize), (53, 1), (81, 13), (54, 26)] {
+        for client in 1..=3u8 {
+            let sport = 40000 + u16::from(client);
+            let mut first = client_frame_v6(client, sport, port, 0x02, 64, payload);
+            assert!(matches!(
+                w.process(&snap, &mut first, 0, Tick(1), false),
+                Verdict::Forward { port: 1 }
+            ));
+            let mut next = client_frame_v6(client, sport, port, 0x10, 17 + client, payload);
+            let fast = fast::recognise(&next).expect("recognised");
+            assert!(fast.ipv6);
+            let probe = w.conns.probe(w.conns.hash_key(&fast.key));
+            assert_eq!(
+                w.forward_established(&snap, &mut next, &fast, probe, Tick(2), false),
+                Some(Verdict::Forward { port: 1 }),
+                "the fast path forwards it to the backend, port {port}"
+            );
+            assert!(checksums_verify(&next), "to the backend, port {port}");
+            assert_eq!(next[21], 16 + client, "hop limit decremented");
+            assert_eq!(&next[38..46], &v6(BACKEND6_NET, 0)[..8], "to a backend");
+            // The backend's answer, built with etherparse's checksums.
+            let p = etherparse::SlicedPacket::from_ethernet(&next).expect("parses");
+            let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else {
+                unreachable!()
+            };
+            let builder = PacketBuilder::ethernet2(CLIENT_MAC, PORT1_MAC).ipv6(
+                ip.header().destination(),
+                ip.header().source(),
+                64,
+            );
+            let data = vec![0x5a; payload];
+            let mut reply = Vec::new();
+            match p.transport {
+                Some(etherparse::TransportSlice::Udp(u)) => builder
+                    .udp(u.destination_port(), u.source_port())
+                    .write(&mut reply, &data),
+                Some(etherparse::TransportSlice::Tcp(t)) => builder
+                    .tcp(t.destination_port(), t.source_port(), 5000, 8192)
+                    .ack(1001)
+                    .write(&mut reply, &data),
+                _ => unreachable!(),
+            }
+            .expect("reply");
+            let fast = fast::recognise(&reply).expect("recognised");
+            let probe = w.conns.probe(w.conns.hash_key(&fast.key));
+            assert_eq!(
+                w.forward_established(&snap, &mut reply, &fast, probe, Tick(3), false),
+                Some(Verdict::Forward { port: 0 }),
+                "the fast path forwards the reply, port {port}"
+            );
+            assert!(checksums_verify(&reply), "to the client, port {port}");
+            assert_eq!(&reply[22..38], &vip6, "the reply leaves from the VIP");
+            assert_eq!(
+                &reply[38..54],
+                &v6(CLIENT6_NET, u16::from(client)),
+                "to the client"
+            );
+        }
+    }
+    assert_eq!(w.counters().total_drops(), 0);
+}
+
+#[test]
+fn recognise_leaves_ipv6_extension_headers_to_the_general_path() {
+    let plain = client_frame_v6(1, 40000, 80, 0x10, 64, 6);
+    assert!(fast::recognise(&plain).is_some());
+    // Next header: Hop-by-Hop options instead of TCP.
+    let mut ext = plain.clone();
+    ext[20] = 0;
+    assert!(fast::recognise(&ext).is_none());
+    // A payload length past the frame's end.
+    let mut long = plain.clone();
+    long[18..20].copy_from_slice(&(plain.len() as u16).to_be_bytes());
+    assert!(fast::recognise(&long).is_none());
+    // An IPv4-mapped source (the key of an IPv4 flow): the general path drops it.
+    let mut mapped = plain.clone();
+    mapped[22..38].copy_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 18, 0, 1]);
+    assert!(fast::recognise(&mapped).is_none());
+    // Version 4 in an IPv6 ethertype.
+    let mut version = plain.clone();
+    version[14] = 0x40;
+    assert!(fast::recognise(&version).is_none());
+    // A UDP header with no room for a TCP one is still UDP's minimum.
+    let udp = client_frame_v6(1, 40000, 53, 0, 64, 0);
+    assert_eq!(udp.len(), 62);
+    assert!(fast::recognise(&udp).is_some());
+    assert!(fast::recognise(&udp[..61]).is_none());
 }
 
 /// The first buffer of a packet that continues in others (as an mbuf chain would be).
