@@ -2,7 +2,7 @@
 //! conversations (SYN, SYN-ACK from the backend, data both ways, FIN, RST), UDP flows, a
 //! retransmitted SYN, rejects for a service without backends, malformed frames and the expiry
 //! of every connection, through `Worker::process` and `Worker::process_burst`, DNAT and
-//! full-NAT. A counting global allocator (this test binary only) counts the allocations made
+//! full-NAT, IPv4 and IPv6. A counting global allocator (this test binary only) counts the allocations made
 //! on the measuring thread while a closure runs.
 
 use dataplane::conntrack::Tick;
@@ -85,24 +85,39 @@ const DNAT_TCP: u16 = 80;
 const DNAT_UDP: u16 = 53;
 const FULLNAT_TCP: u16 = 81;
 const NO_BACKENDS: u16 = 82;
+/// The DNAT TCP service on the IPv6 VIP.
+const DNAT_TCP6: u16 = 83;
 const CLIENTS: u8 = 40;
 
+/// 2001:2:0:`net`::`host` (the IPv6 benchmarking range, RFC 5180).
+fn v6(net: u8, host: u8) -> [u8; 16] {
+    [0x20, 0x01, 0, 0x02, 0, 0, 0, net, 0, 0, 0, 0, 0, 0, 0, host]
+}
+
 fn snapshot() -> Snapshot {
+    let backend = |id: u8, addr: Addr| Backend {
+        id: u32::from(id),
+        addr,
+        port: 8080,
+        weight: 1,
+        state: BackendState::Active,
+    };
     let backends: Vec<Backend> = (1..=3u8)
-        .map(|n| Backend {
-            id: u32::from(n),
-            addr: Addr::from_v4([198, 19, 0, n]),
-            port: 8080,
-            weight: 1,
-            state: BackendState::Active,
-        })
+        .map(|n| backend(n, Addr::from_v4([198, 19, 0, n])))
+        .collect();
+    let backends6: Vec<Backend> = (1..=3u8)
+        .map(|n| backend(n + 3, Addr::from_v6(v6(0x13, n))))
         .collect();
     let service =
         |id: u32, port: u16, proto: Proto, mode: NatMode, backends: Vec<Backend>| ServiceConfig {
             id,
             name: format!("svc{id}"),
             key: ServiceKey {
-                vip: Addr::from_v4(VIP),
+                vip: if port == DNAT_TCP6 {
+                    Addr::from_v6(v6(0x64, 0x10))
+                } else {
+                    Addr::from_v4(VIP)
+                },
                 port,
                 proto,
             },
@@ -115,6 +130,7 @@ fn snapshot() -> Snapshot {
         };
     let mut neighbours: Vec<Neighbour> = backends
         .iter()
+        .chain(&backends6)
         .map(|b| Neighbour {
             addr: b.addr,
             mac: [2, 0, 0, 0, 0xbe, b.id as u8],
@@ -123,6 +139,11 @@ fn snapshot() -> Snapshot {
         .collect();
     neighbours.extend((1..=CLIENTS).map(|n| Neighbour {
         addr: Addr::from_v4([198, 18, 0, n]),
+        mac: [2, 0, 0, 0, 0xc1, n],
+        port: 0,
+    }));
+    neighbours.extend((1..=CLIENTS).map(|n| Neighbour {
+        addr: Addr::from_v6(v6(0x12, n)),
         mac: [2, 0, 0, 0, 0xc1, n],
         port: 0,
     }));
@@ -135,6 +156,7 @@ fn snapshot() -> Snapshot {
                 service(2, DNAT_UDP, Proto::Udp, NatMode::Dnat, backends.clone()),
                 service(3, FULLNAT_TCP, Proto::Tcp, NatMode::FullNat, backends),
                 service(4, NO_BACKENDS, Proto::Tcp, NatMode::Dnat, Vec::new()),
+                service(5, DNAT_TCP6, Proto::Tcp, NatMode::Dnat, backends6),
             ],
             snat_pools: vec![SnatPool {
                 addrs: vec![Addr::from_v4([198, 19, 255, 1])],
@@ -152,6 +174,16 @@ fn snapshot() -> Snapshot {
                     port: 1,
                     prefix_len: 16,
                 },
+                LocalAddr {
+                    addr: Addr::from_v6(v6(0x12, 0xfe)),
+                    port: 0,
+                    prefix_len: 64,
+                },
+                LocalAddr {
+                    addr: Addr::from_v6(v6(0x13, 0xfe)),
+                    port: 1,
+                    prefix_len: 64,
+                },
             ],
         },
         None,
@@ -165,9 +197,15 @@ const FIN_ACK: u8 = 0x11;
 const SYN_ACK: u8 = 0x12;
 const RST: u8 = 0x04;
 
-/// A client's TCP segment (flags byte as on the wire) or UDP datagram to the VIP.
+/// A client's TCP segment (flags byte as on the wire) or UDP datagram to the VIP (the IPv6
+/// VIP for [`DNAT_TCP6`]).
 fn client_frame(client: u8, sport: u16, dport: u16, proto: Proto, flags: u8) -> Vec<u8> {
-    let ip = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv4([198, 18, 0, client], VIP, 64);
+    let eth = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC);
+    let ip = if dport == DNAT_TCP6 {
+        eth.ipv6(v6(0x12, client), v6(0x64, 0x10), 64)
+    } else {
+        eth.ipv4([198, 18, 0, client], VIP, 64)
+    };
     let mut frame = Vec::new();
     match proto {
         Proto::Udp => ip.udp(sport, dport).write(&mut frame, b"query"),
@@ -195,20 +233,18 @@ fn client_frame(client: u8, sport: u16, dport: u16, proto: Proto, flags: u8) -> 
 /// The backend's answer to a forwarded frame: addresses and ports swapped, TCP flags set.
 fn answer(forwarded: &[u8], flags: u8) -> Vec<u8> {
     let mut frame = forwarded.to_vec();
-    let (src, dst): ([u8; 4], [u8; 4]) = (
-        forwarded[26..30].try_into().unwrap(),
-        forwarded[30..34].try_into().unwrap(),
-    );
-    frame[26..30].copy_from_slice(&dst);
-    frame[30..34].copy_from_slice(&src);
-    let (sport, dport): ([u8; 2], [u8; 2]) = (
-        forwarded[34..36].try_into().unwrap(),
-        forwarded[36..38].try_into().unwrap(),
-    );
-    frame[34..36].copy_from_slice(&dport);
-    frame[36..38].copy_from_slice(&sport);
-    if frame[23] == 6 {
-        frame[47] = flags;
+    // Address length and offset, L4 offset, protocol byte.
+    let (len, at, l4, proto) = if forwarded[12..14] == [0x86, 0xdd] {
+        (16, 22, 54, 20)
+    } else {
+        (4, 26, 34, 23)
+    };
+    frame[at..at + len].copy_from_slice(&forwarded[at + len..at + 2 * len]);
+    frame[at + len..at + 2 * len].copy_from_slice(&forwarded[at..at + len]);
+    frame[l4..l4 + 2].copy_from_slice(&forwarded[l4 + 2..l4 + 4]);
+    frame[l4 + 2..l4 + 4].copy_from_slice(&forwarded[l4..l4 + 2]);
+    if frame[proto] == 6 {
+        frame[l4 + 13] = flags;
     }
     frame
 }
@@ -247,7 +283,7 @@ fn forwards(
 /// clients' data segments as one burst through `process_burst`.
 fn conversations(w: &mut Worker, snap: &Snapshot, first_client: u8, now: Tick) {
     let clients = first_client..first_client + 8;
-    for dport in [DNAT_TCP, FULLNAT_TCP] {
+    for dport in [DNAT_TCP, FULLNAT_TCP, DNAT_TCP6] {
         let mut data: Vec<Vec<u8>> = Vec::with_capacity(8);
         for client in clients.clone() {
             let sport = 40000 + u16::from(client);
@@ -311,7 +347,7 @@ fn a_warm_worker_allocates_nothing_per_packet() {
     assert_eq!(allocations(), 0, "allocations while forwarding");
     assert_eq!(
         w.connections().len(),
-        5 * 24,
+        5 * 32,
         "every conversation is still tracked (the closed ones until their timeout)"
     );
     assert_eq!(
