@@ -37,6 +37,8 @@ const DNAT_PORT: u16 = 80;
 const FULLNAT_PORT: u16 = 81;
 /// The DNAT service on the IPv6 VIP: its frames are IPv6.
 const DNAT_V6_PORT: u16 = 82;
+/// Not a service port: the DNAT service's frames, with an 802.1Q tag (VLAN 10).
+const DNAT_VLAN: u16 = 1080;
 const SNAT_ADDRS: u8 = 32;
 const BACKENDS: u8 = 8;
 
@@ -67,6 +69,7 @@ const BACKEND6_NET: u16 = 0x13;
 
 /// Offsets in an untagged Ethernet/IPv4/TCP frame without options, or in an Ethernet/IPv6/TCP
 /// one without extension headers: source and destination address, ports, TCP flags.
+#[derive(Clone, Copy)]
 struct Offsets {
     src: usize,
     dst: usize,
@@ -93,18 +96,26 @@ const V6: Offsets = Offsets {
     tcp_flags: 67,
 };
 
+/// The offsets in `frame`, 4 bytes later behind a VLAN tag.
 #[inline(always)]
-fn offsets(frame: &[u8]) -> &'static Offsets {
-    if frame[12] == 0x86 {
-        &V6
-    } else {
-        &V4
+fn offsets(frame: &[u8]) -> Offsets {
+    let tag = if frame[12] == 0x81 { 4 } else { 0 };
+    let o = if frame[12 + tag] == 0x86 { V6 } else { V4 };
+    Offsets {
+        src: o.src + tag,
+        dst: o.dst + tag,
+        sport: o.sport + tag,
+        dport: o.dport + tag,
+        tcp_flags: o.tcp_flags + tag,
+        ..o
     }
 }
 
 /// Writes flow `i`'s client address and port into a copy of `template`.
 #[inline(always)]
-fn restore(buf: &mut [u8], template: &[u8], i: u32) {
+fn restore(buf: &mut Vec<u8>, template: &[u8], i: u32) {
+    // The tagged frames leave untagged: back to the template's length (a compare otherwise).
+    buf.resize(template.len(), 0);
     buf.copy_from_slice(template);
     let o = offsets(template);
     let (addr, port) = client(i);
@@ -117,8 +128,16 @@ fn restore(buf: &mut [u8], template: &[u8], i: u32) {
 }
 
 /// A TCP frame of client 0 to `dport` on the VIP (the IPv6 VIP for [`DNAT_V6_PORT`]; the
-/// last four bytes of an IPv6 client's address are those of its IPv4 counterpart).
+/// last four bytes of an IPv6 client's address are those of its IPv4 counterpart), tagged
+/// for [`DNAT_VLAN`].
 fn tcp_frame(dport: u16, syn: bool, payload: usize) -> Vec<u8> {
+    if dport == DNAT_VLAN {
+        let frame = tcp_frame(DNAT_PORT, syn, payload);
+        let mut out = frame[..12].to_vec();
+        out.extend_from_slice(&[0x81, 0x00, 0x00, 10]);
+        out.extend_from_slice(&frame[12..]);
+        return out;
+    }
     let (src, sport) = client(0);
     let eth = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC[0]);
     let ip = if dport == DNAT_V6_PORT {
@@ -430,7 +449,8 @@ fn bench_established(c: &mut Criterion) {
 /// flows (what the DPDK loop calls): the burst parses every packet and prefetches its
 /// connection-table slot and entry before translating the first, so cache misses overlap.
 /// Throughput is per packet; the copy and patch of 32 frames is included (32 x `copy_only`).
-/// `dnat_ipv6` is the DNAT case over IPv6 (84-byte frames).
+/// `dnat_ipv6` is the DNAT case over IPv6 (84-byte frames), `dnat_vlan` with an 802.1Q tag
+/// on the frames from the clients (popped towards the untagged backends).
 ///
 /// `two_workers_burst` runs the DNAT case at worker 0 of two: about half the flows are worker
 /// 1's, and their packets are passed on (`Verdict::Handoff`) without a table lookup.
@@ -442,6 +462,7 @@ fn bench_established_burst(c: &mut Criterion) {
         ("dnat", DNAT_PORT),
         ("fullnat", FULLNAT_PORT),
         ("dnat_ipv6", DNAT_V6_PORT),
+        ("dnat_vlan", DNAT_VLAN),
     ];
     let two_workers: &[(&str, u16)] = &[("dnat", DNAT_PORT)];
     for (group, workers, modes) in [

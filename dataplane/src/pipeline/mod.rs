@@ -577,11 +577,19 @@ impl Worker {
                 prefetch(ahead.data().as_ptr());
             }
             let Some(pkt) = pkts.get(i) else { break };
-            *slot = fast::recognise_buf(pkt).map(|fast| {
+            let stage = |fast: fast::FastPacket| {
                 let probe = self.conns.probe(self.conns.hash_key(&fast.key));
                 self.conns.prefetch_probe_slot(&probe);
                 (fast, probe)
-            });
+            };
+            let data = pkt.data();
+            *slot = if pkt.is_segmented() {
+                None
+            } else if fast::is_untagged_v4(data) {
+                fast::recognise_v4(data).map(stage)
+            } else {
+                fast::recognise_other(data).map(stage)
+            };
         }
         // Stage 2: prefetch the connections the home slots point at. With several workers,
         // another worker's packet is only passed on: it is unstaged, and its owner noted.

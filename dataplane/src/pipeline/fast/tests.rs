@@ -30,9 +30,20 @@ fn v6(net: u16, host: u16) -> [u8; 16] {
 const VIP6_NET: u16 = 0x64;
 const CLIENT6_NET: u16 = 0x12;
 const BACKEND6_NET: u16 = 0x13;
+/// The IPv6 subnet behind VLAN 30.
+const VLAN6_NET: u16 = 0x33;
+
+/// VLAN 10 on port 0 (logical port 2), VLAN 30 on port 1 (logical port 3).
+fn vlan_ports() -> Vec<vlan::VlanPort> {
+    vec![
+        vlan::VlanPort { port: 0, vlan: 10 },
+        vlan::VlanPort { port: 1, vlan: 30 },
+    ]
+}
 
 /// The same four services on an IPv4 VIP (ids 1-4, backends 1-3) and on an IPv6 VIP (ids 5-8,
-/// backends 4-6), each family with its own SNAT pool.
+/// backends 4-6), each family with its own SNAT pool. The third backend of each family is
+/// behind VLAN 30 (logical port 3), so frames to it are tagged.
 fn snapshot() -> Snapshot {
     let backend = |id: u32, addr: Addr| Backend {
         id,
@@ -42,10 +53,13 @@ fn snapshot() -> Snapshot {
         state: BackendState::Active,
     };
     let backends: Vec<Backend> = (1..=3u8)
-        .map(|i| backend(u32::from(i), Addr::from_v4([198, 19, 0, i])))
+        .map(|i| backend(u32::from(i), Addr::from_v4([198, 19, i / 3 * 3, i])))
         .collect();
     let backends6: Vec<Backend> = (1..=3u16)
-        .map(|i| backend(u32::from(i) + 3, Addr::from_v6(v6(BACKEND6_NET, i))))
+        .map(|i| {
+            let net = if i == 3 { VLAN6_NET } else { BACKEND6_NET };
+            backend(u32::from(i) + 3, Addr::from_v6(v6(net, i)))
+        })
         .collect();
     let mut neighbours: Vec<Neighbour> = backends
         .iter()
@@ -53,7 +67,7 @@ fn snapshot() -> Snapshot {
         .map(|b| Neighbour {
             addr: b.addr,
             mac: [0x02, 0, 0, 0, 0xbe, b.id as u8],
-            port: 1,
+            port: if b.id % 3 == 0 { 3 } else { 1 },
         })
         .collect();
     neighbours.extend((1..=4u8).map(|i| Neighbour {
@@ -128,6 +142,8 @@ fn snapshot() -> Snapshot {
                 local(Addr::from_v6(v6(CLIENT6_NET, 0xfe)), 0, 64),
                 local(Addr::from_v6(v6(BACKEND6_NET, 0xfe)), 1, 64),
                 local(Addr::from_v6(v6(0xff, 0xfe)), 1, 64),
+                local(Addr::from_v4([198, 19, 3, 254]), 3, 24),
+                local(Addr::from_v6(v6(VLAN6_NET, 0xfe)), 3, 64),
             ],
         },
         None,
@@ -139,6 +155,7 @@ fn worker() -> Worker {
     let mut worker = Worker::new(WorkerConfig {
         conn_capacity: 1024,
         port_macs: vec![LB_MAC, PORT1_MAC],
+        vlan_ports: vlan_ports(),
         ..WorkerConfig::default()
     })
     .expect("worker");
@@ -160,6 +177,8 @@ enum Op {
         payload: usize,
         /// To the IPv6 VIP (else the IPv4 one).
         ipv6: bool,
+        /// The frame's VLAN tag (TCI: priority bits and VLAN id).
+        tag: Option<u16>,
     },
     /// The backend answers the `n`th packet forwarded so far, with TCP flags.
     Reply { n: usize, flags: u8 },
@@ -181,9 +200,16 @@ fn op() -> impl Strategy<Value = Op> {
         prop_oneof![Just(0u8), Just(1), Just(2), Just(255), any::<u8>()],
         0usize..64,
         any::<bool>(),
+        // VLAN 10 (a sub-interface), 20 (none), 0 (priority only), with priority bits.
+        prop_oneof![
+            3 => Just(None),
+            1 => Just(Some(0xa00a)),
+            1 => Just(Some(0x0014)),
+            1 => Just(Some(0x6000)),
+        ],
     )
         .prop_map(
-            |(client, sport, port, flags, ttl, payload, ipv6)| Op::Client {
+            |(client, sport, port, flags, ttl, payload, ipv6, tag)| Op::Client {
                 client,
                 sport,
                 port,
@@ -191,6 +217,7 @@ fn op() -> impl Strategy<Value = Op> {
                 ttl,
                 payload,
                 ipv6,
+                tag,
             },
         );
     let reply = (
@@ -271,11 +298,12 @@ fn reply_frame(forwarded: &[u8], flags: u8) -> Vec<u8> {
     f[0..6].copy_from_slice(&src);
     f[6..12].copy_from_slice(&dst);
     // Address length, where the addresses start, where the ports start, the TTL and protocol
-    // bytes.
+    // bytes (4 bytes later behind a tag).
+    let t = tag_len(&f);
     let (len, addrs, l4, ttl, proto) = if is_plain_v6(&f) {
-        (16, 22, 54, 21, 20)
+        (16, 22 + t, 54 + t, 21 + t, 20 + t)
     } else {
-        (4, 26, 34, 22, 23)
+        (4, 26 + t, 34 + t, 22 + t, 23 + t)
     };
     let (s, d) = (
         f[addrs..addrs + len].to_vec(),
@@ -293,14 +321,35 @@ fn reply_frame(forwarded: &[u8], flags: u8) -> Vec<u8> {
     f
 }
 
-/// Untagged IPv6 with TCP or UDP (and its header) right after the fixed header.
+/// `frame` with an 802.1Q tag of `tci` inserted after the MACs.
+fn tagged(frame: &[u8], tci: u16) -> Vec<u8> {
+    let mut out = frame[..12].to_vec();
+    out.extend_from_slice(&[0x81, 0x00]);
+    out.extend_from_slice(&tci.to_be_bytes());
+    out.extend_from_slice(&frame[12..]);
+    out
+}
+
+/// 4 for a frame with one VLAN tag, else 0.
+fn tag_len(f: &[u8]) -> usize {
+    if f.len() > 18 && f[12..14] == [0x81, 0x00] {
+        4
+    } else {
+        0
+    }
+}
+
+/// IPv6 with TCP or UDP (and its header) right after the fixed header, untagged or with one
+/// tag.
 fn is_plain_v6(f: &[u8]) -> bool {
-    f.len() >= 62 && f[12..14] == [0x86, 0xdd] && matches!(f[20], 6 | 17)
+    let t = tag_len(f);
+    f.len() >= 62 + t && f[12 + t..14 + t] == [0x86, 0xdd] && matches!(f[20 + t], 6 | 17)
 }
 
 /// Whether a frame the worker forwarded from a client can be answered by [`reply_frame`].
 fn answerable(f: &[u8]) -> bool {
-    (f.len() >= 54 && f[12..14] == [8, 0] && f[14] == 0x45) || is_plain_v6(f)
+    let t = tag_len(f);
+    (f.len() >= 54 + t && f[12 + t..14 + t] == [8, 0] && f[14 + t] == 0x45) || is_plain_v6(f)
 }
 
 fn frame_for(op: &Op, forwarded: &[Vec<u8>]) -> Option<(Vec<u8>, u16)> {
@@ -313,13 +362,14 @@ fn frame_for(op: &Op, forwarded: &[Vec<u8>]) -> Option<(Vec<u8>, u16)> {
             ttl,
             payload,
             ipv6,
+            tag,
         } => {
             let frame = if *ipv6 {
                 client_frame_v6(*client, *sport, *port, *flags, *ttl, *payload)
             } else {
                 client_frame(*client, *sport, *port, *flags, *ttl, *payload)
             };
-            Some((frame, 0))
+            Some((tag.map_or(frame.clone(), |tci| tagged(&frame, tci)), 0))
         }
         Op::Reply { n, flags } => {
             let f = forwarded.get(n % forwarded.len().max(1))?;
@@ -453,6 +503,7 @@ proptest! {
                 workers: 2,
                 conn_capacity: 1024,
                 port_macs: vec![LB_MAC, PORT1_MAC],
+                vlan_ports: vlan_ports(),
                 ..WorkerConfig::default()
             })
             .expect("worker");
@@ -518,6 +569,35 @@ fn recognise_takes_only_the_plain_shape() {
         fast::recognise(&bad_udp_len).is_none(),
         "UDP length beyond the packet"
     );
+}
+
+#[test]
+fn recognise_takes_one_vlan_tag_and_leaves_two_to_the_general_path() {
+    for plain in [
+        client_frame(1, 40000, 80, 0x10, 64, 6),
+        client_frame_v6(1, 40000, 80, 0x10, 64, 6),
+    ] {
+        let untagged = fast::recognise(&plain).expect("recognised");
+        let one = tagged(&plain, 0xa00a);
+        let fast = fast::recognise(&one).expect("one tag is recognised");
+        assert_eq!(
+            fast.vlan(),
+            Some(10),
+            "the VLAN id, without the priority bits"
+        );
+        assert_eq!(fast.key, untagged.key);
+        assert_eq!(fast.wire_len as usize, one.len(), "the tag counts");
+        let mut ad = one.clone();
+        ad[12..14].copy_from_slice(&[0x88, 0xa8]);
+        assert_eq!(
+            fast::recognise(&ad).map(|f| f.vlan()),
+            Some(Some(10)),
+            "802.1ad"
+        );
+        let two = tagged(&one, 20);
+        assert!(fast::recognise(&two).is_none(), "stacked tags");
+        assert!(fast::recognise(&one[..20]).is_none(), "cut after the tag");
+    }
 }
 
 #[test]
@@ -633,7 +713,8 @@ fn fast_path_checksums_verify_independently() {
                 Verdict::Forward { port: 1 }
             ));
             assert!(checksums_verify(&next), "to the backend, port {port}");
-            assert_eq!(next[22], 16 + client, "TTL decremented");
+            // (Frames to the third backend leave tagged for VLAN 30.)
+            assert_eq!(next[22 + tag_len(&next)], 16 + client, "TTL decremented");
             // The backend's answer, with valid checksums, back through the fast path.
             let mut reply = reply_frame(&next, 0x10);
             let fixed = etherparse::SlicedPacket::from_ethernet(&reply).map(|p| {
@@ -697,7 +778,7 @@ fn ipv6_flows_take_the_fast_path_with_checksums_that_verify_independently() {
             ));
             let mut next = client_frame_v6(client, sport, port, 0x10, 17 + client, payload);
             let fast = fast::recognise(&next).expect("recognised");
-            assert!(fast.ipv6);
+            assert!(fast.is_ipv6());
             let probe = w.conns.probe(w.conns.hash_key(&fast.key));
             assert_eq!(
                 w.forward_established(&snap, &mut next, &fast, probe, Tick(2), false),
@@ -705,8 +786,10 @@ fn ipv6_flows_take_the_fast_path_with_checksums_that_verify_independently() {
                 "the fast path forwards it to the backend, port {port}"
             );
             assert!(checksums_verify(&next), "to the backend, port {port}");
-            assert_eq!(next[21], 16 + client, "hop limit decremented");
-            assert_eq!(&next[38..46], &v6(BACKEND6_NET, 0)[..8], "to a backend");
+            let t = tag_len(&next);
+            assert_eq!(next[21 + t], 16 + client, "hop limit decremented");
+            let net = if t == 0 { BACKEND6_NET } else { VLAN6_NET };
+            assert_eq!(&next[38 + t..46 + t], &v6(net, 0)[..8], "to a backend");
             // The backend's answer, built with etherparse's checksums.
             let p = etherparse::SlicedPacket::from_ethernet(&next).expect("parses");
             let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else {
