@@ -1,5 +1,5 @@
 //! The established-flow fast path: the packet shape almost all traffic has (Ethernet, untagged
-//! or with one 802.1Q tag, IPv4 without options or fragmentation or IPv6 without extension
+//! or with one VLAN tag, IPv4 without options or fragmentation or IPv6 without extension
 //! headers, TCP or UDP) recognised at fixed offsets, its connection looked up, and the packet
 //! rewritten from the connection's fields — without the general parser's `PacketInfo`, the
 //! ownership computation (a connection in this worker's table is this worker's by
@@ -7,8 +7,8 @@
 //!
 //! Anything else, and every packet whose connection this worker does not have (new flows,
 //! packets to hand over, ARP, ICMP, stacked VLAN tags, IP options, IPv6 extension headers),
-//! takes the general path, which gives the same result for the packets recognised here: a differential
-//! test below checks that byte for byte.
+//! takes the general path, which gives the same result for the packets recognised here: a
+//! differential test below checks that byte for byte.
 
 use crate::conntrack::{Direction, Probe, Tick};
 use crate::flow::{Addr, FlowKey, Proto};
@@ -40,18 +40,6 @@ const TAGGED: u16 = 0x1000;
 /// [`FastPacket::shape`]: IPv6.
 const IPV6: u16 = 0x2000;
 
-impl FastPacket {
-    /// The VLAN id of the frame's tag, if it has one.
-    #[inline(always)]
-    pub fn vlan(&self) -> Option<u16> {
-        (self.shape & TAGGED != 0).then_some(self.shape & 0x0fff)
-    }
-
-    #[inline(always)]
-    pub fn is_ipv6(&self) -> bool {
-        self.shape & IPV6 != 0
-    }
-}
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
 
@@ -69,6 +57,22 @@ pub(super) struct FastPacket {
     /// Bytes from the start of the frame to the end of the IP packet (padding excluded), as the
     /// general path counts them.
     pub wire_len: u32,
+}
+
+// A burst stages each packet's `FastPacket` with its probe: one cache line each.
+const _: () = assert!(core::mem::size_of::<Option<(FastPacket, Probe)>>() <= 64);
+
+impl FastPacket {
+    /// The VLAN id of the frame's tag, if it has one.
+    #[inline(always)]
+    pub fn vlan(&self) -> Option<u16> {
+        (self.shape & TAGGED != 0).then_some(self.shape & 0x0fff)
+    }
+
+    #[inline(always)]
+    pub fn is_ipv6(&self) -> bool {
+        self.shape & IPV6 != 0
+    }
 }
 
 /// [`recognise`] for a whole packet: `None` for one in several buffers (only its first part
