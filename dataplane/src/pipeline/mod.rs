@@ -506,16 +506,16 @@ impl Worker {
         // cache misses of a new connection overlap (see `admit`).
         if let Some(fast) = fast::recognise_buf(pkt).filter(|f| !admit::is_syn(f.tcp_flags)) {
             let probe = self.conns.probe(self.conns.hash_key(&fast.key));
-            if let Some(verdict) =
-                self.forward_established(snap, pkt, &fast, probe, now, handed_over)
-            {
-                if let Verdict::Drop(reason) = verdict {
-                    self.counters.count_drop(reason);
-                }
-                return verdict;
+            let verdict = self.forward_established(snap, pkt, &fast, probe, now, handed_over);
+            let verdict = verdict.unwrap_or_else(|| {
+                self.classify_and_translate(snap, pkt, ingress, now, handed_over, true)
+            });
+            if let Verdict::Drop(reason) = verdict {
+                self.counters.count_drop(reason);
             }
+            return verdict;
         }
-        let verdict = self.classify_and_translate(snap, pkt, ingress, now, handed_over);
+        let verdict = self.classify_and_translate(snap, pkt, ingress, now, handed_over, false);
         if let Verdict::Drop(reason) = verdict {
             self.counters.count_drop(reason);
         }
@@ -623,7 +623,21 @@ impl Worker {
             // so a retransmitted SYN costs no more than any established packet.
             let forwarded = match fast {
                 Some((fast, probe)) => {
-                    self.forward_established(snap, pkt, fast, *probe, now, handed_over)
+                    match self.forward_established(snap, pkt, fast, *probe, now, handed_over) {
+                        Some(verdict) => Some(verdict),
+                        // Its key is in no connection: the general path need not look again.
+                        None => {
+                            let ingress = ingress(pkt);
+                            Some(self.classify_and_translate(
+                                snap,
+                                pkt,
+                                ingress,
+                                now,
+                                handed_over,
+                                true,
+                            ))
+                        }
+                    }
                 }
                 // Another worker's (unstaged in stage 2): what the general path would decide,
                 // without parsing it again.
@@ -642,7 +656,7 @@ impl Worker {
                 Some(verdict) => verdict,
                 None => {
                     let ingress = ingress(pkt);
-                    self.classify_and_translate(snap, pkt, ingress, now, handed_over)
+                    self.classify_and_translate(snap, pkt, ingress, now, handed_over, false)
                 }
             };
             if let Verdict::Drop(reason) = *verdict {
@@ -652,6 +666,8 @@ impl Worker {
         self.staged = staged;
     }
 
+    /// The general path. `table_missed`: the fast path has just looked this packet's key up
+    /// and found no connection, so it is not looked up again.
     #[inline]
     fn classify_and_translate<B: PacketBuf + ?Sized>(
         &mut self,
@@ -660,6 +676,7 @@ impl Worker {
         ingress: u16,
         now: Tick,
         handed_over: bool,
+        table_missed: bool,
     ) -> Verdict {
         if pkt.is_segmented() {
             return Verdict::Drop(DropReason::MultiSegment);
@@ -669,7 +686,16 @@ impl Worker {
             Err(e) => return Verdict::Drop(DropReason::Malformed(e)),
         };
         let hash = info.flow_key().map(|key| self.conns.hash_key(&key));
-        self.translate_parsed(snap, pkt, &info, hash, ingress, now, handed_over)
+        self.translate_parsed(
+            snap,
+            pkt,
+            &info,
+            hash,
+            ingress,
+            now,
+            handed_over,
+            table_missed,
+        )
     }
 
     /// Everything after parsing; `hash` is the connection-table hash of the packet's flow key.
@@ -684,6 +710,7 @@ impl Worker {
         ingress: u16,
         now: Tick,
         handed_over: bool,
+        table_missed: bool,
     ) -> Verdict {
         let info = *info;
         match info.ether_kind {
@@ -747,7 +774,10 @@ impl Worker {
         let bytes = u32::from(info.l4_len) + u32::from(info.l4_offset);
         let flags = info.tcp_flags.0;
         let hash = hash.unwrap_or_else(|| self.conns.hash_key(&key));
-        let found = if admit::is_syn(info.tcp_flags.0) {
+        let found = if table_missed {
+            self.plan_connection(snap, &info, &key)
+                .and_then(|plan| self.open_connection(&plan, &key, hash, now))
+        } else if admit::is_syn(info.tcp_flags.0) {
             // A SYN almost always opens a connection: plan it first and prefetch the reply
             // key's slot, so that miss overlaps the original key's (see `admit`).
             self.conns.prefetch_probe_slot(&self.conns.probe(hash));
