@@ -51,11 +51,11 @@ listen = "$ADMIN"
 
 [[interfaces]]
 port = "client"
-addresses = ["198.18.0.1/24"]
+addresses = ["198.18.0.1/24", "2001:2::1/64"]
 
 [[interfaces]]
 port = "backends"
-addresses = ["198.19.0.254/24"]
+addresses = ["198.19.0.254/24", "2001:2:0:13::fe/64"]
 TOML
 cat <<TOML
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Real backends in PREFIX-backends (see scripts/topology.sh): three nginx instances, on
-# 198.19.0.1-3 port 8080, each answering "/" with "backend N" and serving /big (16 MiB,
+# 198.19.0.1-3 and 2001:2:0:13::1-3 port 8080, each answering "/" with "backend N" and serving /big (16 MiB,
 # rate-limited to 2 MiB/s: a slow download for drain tests), and a socat UDP echo on
 # 198.19.0.1-3 port 5353.
 #
@@ -38,6 +38,7 @@ http {
   scgi_temp_path $RUN/nginx$i;
   server {
     listen 198.19.0.$i:8080;
+    listen [2001:2:0:13::$i]:8080;
     location = / { default_type text/plain; return 200 "backend $i\n"; }
     location = /big { root $RUN; limit_rate 2m; }
   }

@@ -2,15 +2,18 @@
 # The test and demo topology of DESIGN.md, in network namespaces:
 #
 #   PREFIX-client  cl0 198.18.0.2/24, default via 198.18.0.1
+#                      2001:2::2/64, default via 2001:2::1
 #        | veth
-#   PREFIX-lb      lb0 (DPDK port "client", appliance address 198.18.0.1)
-#                  lb1 (DPDK port "backends", appliance address 198.19.0.254)
+#   PREFIX-lb      lb0 (DPDK port "client", appliance address 198.18.0.1, 2001:2::1)
+#                  lb1 (DPDK port "backends", appliance address 198.19.0.254, 2001:2:0:13::fe)
 #        | veth
 #   PREFIX-backends bk0 198.19.0.1-3/24, default via 198.19.0.254
+#                      2001:2:0:13::1-3/64, default via 2001:2:0:13::fe
 #
 # The lb namespace's veths carry no kernel addresses: sluiced owns them through net_af_packet.
 # Offloads are off on every veth so the kernel computes real checksums (DPDK sees what a NIC
-# would). All addresses are in 198.18.0.0/15 (RFC 2544).
+# would). All addresses are in 198.18.0.0/15 (RFC 2544) and 2001:2::/48 (RFC 5180), the IPv6
+# ones without duplicate address detection (usable at once).
 #
 #   scripts/topology.sh up [PREFIX]     create (replacing an old one of the same prefix)
 #   scripts/topology.sh down [PREFIX]   remove
@@ -48,10 +51,14 @@ up() {
   done
   ip -n "$C" addr add 198.18.0.2/24 dev "$CL"
   ip -n "$C" route add default via 198.18.0.1
+  ip -n "$C" addr add 2001:2::2/64 dev "$CL" nodad
+  ip -n "$C" -6 route add default via 2001:2::1
   for i in 1 2 3; do
     ip -n "$B" addr add "198.19.0.$i/24" dev "$BK"
+    ip -n "$B" addr add "2001:2:0:13::$i/64" dev "$BK" nodad
   done
   ip -n "$B" route add default via 198.19.0.254
+  ip -n "$B" -6 route add default via 2001:2:0:13::fe
 }
 
 macs() {

@@ -119,3 +119,44 @@ def test_unreachable_backend_drops_after_retries_and_is_counted(sluiced):
             metric(before, "sluice_worker_neighbour_queue_drops_total") + 1
     finally:
         sluiced.ctl("service", "delete", "netdead", "--ignore-not-found", check=False)
+
+
+VIP6 = "2001:2:0:64::10"
+BACKENDS6 = ["2001:2:0:13::1", "2001:2:0:13::2", "2001:2:0:13::3"]
+
+
+def test_ipv6_client_reaches_an_ipv6_vip_by_neighbour_discovery(sluiced, backends):
+    # The IPv6 twin of the test above: no static entries, the kernels and sluiced find each
+    # other by neighbour discovery; the client's only IPv6 route is its default route.
+    in_ns(NS_CLIENT, "ip", "-6", "neigh", "flush", "all")
+    in_ns(NS_BACKENDS, "ip", "-6", "neigh", "flush", "all")
+    args = ["service", "apply", "netweb6", "--vip", VIP6, "--port", str(PORT + 3),
+            "--protocol", "tcp", "--mode", "dnat"]
+    for address in BACKENDS6:
+        args += ["--backend", f"[{address}]:8080"]
+    sluiced.ctl(*args)
+    try:
+        answered = set()
+        for attempt in range(30):
+            r = curl(port=PORT + 3, host=f"[{VIP6}]", extra=("-g",))
+            assert r.returncode == 0 and r.stdout.startswith("backend "), \
+                (attempt, r.returncode, r.stderr)
+            answered.add(r.stdout.split()[1])
+        assert answered == {"1", "2", "3"}, answered
+        # The backends saw the client's own address (DNAT), over IPv6.
+        logs = "".join((backends / f"nginx{i}" / "access.log").read_text() for i in (1, 2, 3))
+        assert "2001:2::2 " in logs, logs[-2000:]
+
+        client_neigh = in_ns(NS_CLIENT, "ip", "-6", "neigh", "show").stdout
+        assert re.search(r"^2001:2::1 .* lladdr ", client_neigh, re.M), client_neigh
+        backend_neigh = in_ns(NS_BACKENDS, "ip", "-6", "neigh", "show").stdout
+        assert re.search(r"^2001:2:0:13::fe .* lladdr ", backend_neigh, re.M), backend_neigh
+
+        # ICMPv6 echo to the VIP and to the interface address is answered by the dataplane.
+        for target in (VIP6, "2001:2::1"):
+            r = in_ns(NS_CLIENT, "ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", target,
+                      check=False, timeout=20)
+            assert r.returncode == 0, (target, r.stdout, r.stderr)
+            assert " 0% packet loss" in r.stdout, r.stdout
+    finally:
+        sluiced.ctl("service", "delete", "netweb6", "--ignore-not-found", check=False)
