@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prints a sluiced configuration for the namespace topology of scripts/topology.sh: two
 # net_af_packet ports ("client", "backends"), the appliance's addresses on them (their subnets
-# are connected routes; the client and the backends are found by ARP, no static neighbours),
-# and an SNAT pool on the backend subnet. Each port has an exception path to the lb namespace's
+# are connected routes; the client and the backends are found by ARP and neighbour discovery,
+# no static neighbours), and an SNAT pool per address family on the backend subnet. Each port has an exception path to the lb namespace's
 # kernel: taps "sl-client" and "sl-backends" with the ports' MACs and addresses (SSH, health
 # checks and other host traffic use them).
 #
@@ -62,4 +62,8 @@ cat <<TOML
 [[snat_pools]]
 name = "snat"
 addresses = ["198.19.0.250"]
+
+[[snat_pools]]
+name = "snat6"
+addresses = ["2001:2:0:13::250"]
 TOML

@@ -1,10 +1,12 @@
 """Appliance networking end to end: no static ARP anywhere (scripts/appliance-config.sh declares
-none), so the client's and the backends' kernels and sluiced all resolve each other by ARP; the
-client has only a default route through the appliance. Pings to the VIP and to the appliance's
-interface address are answered by the dataplane."""
+none), so the client's and the backends' kernels and sluiced all resolve each other by ARP (and
+by neighbour discovery over IPv6); the client has only a default route through the appliance.
+Pings to the VIP and to the appliance's interface address are answered by the dataplane."""
 
 import re
 import time
+
+import pytest
 
 from conftest import NS_BACKENDS, NS_CLIENT, NS_LB, VIP, curl, in_ns
 
@@ -125,13 +127,18 @@ VIP6 = "2001:2:0:64::10"
 BACKENDS6 = ["2001:2:0:13::1", "2001:2:0:13::2", "2001:2:0:13::3"]
 
 
-def test_ipv6_client_reaches_an_ipv6_vip_by_neighbour_discovery(sluiced, backends):
+@pytest.mark.parametrize("mode", ["dnat", "fullnat"])
+def test_ipv6_client_reaches_an_ipv6_vip_by_neighbour_discovery(sluiced, backends, mode):
     # The IPv6 twin of the test above: no static entries, the kernels and sluiced find each
     # other by neighbour discovery; the client's only IPv6 route is its default route.
     in_ns(NS_CLIENT, "ip", "-6", "neigh", "flush", "all")
     in_ns(NS_BACKENDS, "ip", "-6", "neigh", "flush", "all")
+    for i in (1, 2, 3):
+        (backends / f"nginx{i}" / "access.log").write_text("")
     args = ["service", "apply", "netweb6", "--vip", VIP6, "--port", str(PORT + 3),
-            "--protocol", "tcp", "--mode", "dnat"]
+            "--protocol", "tcp", "--mode", mode]
+    if mode == "fullnat":
+        args += ["--snat-pool", "snat6"]
     for address in BACKENDS6:
         args += ["--backend", f"[{address}]:8080"]
     sluiced.ctl(*args)
@@ -143,14 +150,19 @@ def test_ipv6_client_reaches_an_ipv6_vip_by_neighbour_discovery(sluiced, backend
                 (attempt, r.returncode, r.stderr)
             answered.add(r.stdout.split()[1])
         assert answered == {"1", "2", "3"}, answered
-        # The backends saw the client's own address (DNAT), over IPv6.
+        # The backends saw the client's own address (DNAT) or the SNAT address (full-NAT).
         logs = "".join((backends / f"nginx{i}" / "access.log").read_text() for i in (1, 2, 3))
-        assert "2001:2::2 " in logs, logs[-2000:]
+        seen = "2001:2::2 " if mode == "dnat" else "2001:2:0:13::250 "
+        assert seen in logs, logs[-2000:]
+        assert len(logs.splitlines()) == 30, logs[-2000:]
 
         client_neigh = in_ns(NS_CLIENT, "ip", "-6", "neigh", "show").stdout
         assert re.search(r"^2001:2::1 .* lladdr ", client_neigh, re.M), client_neigh
+        # The backends answer the client through their default gateway (DNAT), the SNAT
+        # address on their own subnet (full-NAT): either way sluiced answered the solicitation.
         backend_neigh = in_ns(NS_BACKENDS, "ip", "-6", "neigh", "show").stdout
-        assert re.search(r"^2001:2:0:13::fe .* lladdr ", backend_neigh, re.M), backend_neigh
+        answering = "2001:2:0:13::fe" if mode == "dnat" else "2001:2:0:13::250"
+        assert re.search(rf"^{answering} .* lladdr ", backend_neigh, re.M), backend_neigh
 
         # ICMPv6 echo to the VIP and to the interface address is answered by the dataplane.
         for target in (VIP6, "2001:2::1"):
