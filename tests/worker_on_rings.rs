@@ -5,7 +5,7 @@
 mod common;
 
 use common::{eal, pool, ring_pair};
-use dataplane::dpdk::MbufBurst;
+use dataplane::dpdk::{MbufBurst, Mempool, Port, RxQueue, TxQueue};
 use dataplane::flow::{Addr, NatMode, Proto};
 use dataplane::lb::Selection;
 use dataplane::pipeline::{Worker, WorkerConfig};
@@ -72,33 +72,62 @@ fn syn(sport: u16) -> Vec<u8> {
     f
 }
 
+/// A polling worker on the appliance end of a ring pair (capacity 1,024, the port's MAC and
+/// `config(1, 1)` filled in), with the outside end's queues to talk to it.
+struct OnRings {
+    worker: PollingWorker,
+    wire_tx: TxQueue,
+    wire_rx: RxQueue,
+    handle: SnapshotHandle,
+    mac: [u8; 6],
+    /// The two ends; the queues above belong to them.
+    _ports: (Port, Port),
+}
+
+fn one_worker(name: &str, pool: &Mempool, cfg: WorkerConfig) -> OnRings {
+    let (mut outside, mut appliance) = ring_pair(name, pool);
+    let mac = appliance.mac().unwrap();
+    let handle = SnapshotHandle::new(Snapshot::compile(config(1, 1), None).unwrap());
+    let pipeline = Worker::new(WorkerConfig {
+        port_macs: vec![mac],
+        conn_capacity: 1024,
+        ..cfg
+    })
+    .unwrap();
+    let worker = PollingWorker::new(
+        pipeline,
+        vec![RxPort {
+            port_index: 0,
+            queue: appliance.rx_queue(0).unwrap(),
+        }],
+        vec![appliance.tx_queue(0).unwrap()],
+        vec![None],
+        Vec::new(),
+        handle.reader(),
+    );
+    OnRings {
+        worker,
+        wire_tx: outside.tx_queue(0).unwrap(),
+        wire_rx: outside.rx_queue(0).unwrap(),
+        handle,
+        mac,
+        _ports: (outside, appliance),
+    }
+}
+
 #[test]
 fn polling_worker_translates_over_a_ring_pair_and_picks_up_new_snapshots() {
     let _ = eal();
     let pool = pool("worker", 4096);
     {
-        let (mut outside, mut appliance) = ring_pair("wk", &pool);
-        let mac = appliance.mac().unwrap();
-        let handle = SnapshotHandle::new(Snapshot::compile(config(1, 1), None).unwrap());
-        let pipeline = Worker::new(WorkerConfig {
-            port_macs: vec![mac],
-            conn_capacity: 1024,
-            ..WorkerConfig::default()
-        })
-        .unwrap();
-        let mut worker = PollingWorker::new(
-            pipeline,
-            vec![RxPort {
-                port_index: 0,
-                queue: appliance.rx_queue(0).unwrap(),
-            }],
-            vec![appliance.tx_queue(0).unwrap()],
-            vec![None],
-            Vec::new(),
-            handle.reader(),
-        );
-        let mut wire_tx = outside.tx_queue(0).unwrap();
-        let mut wire_rx = outside.rx_queue(0).unwrap();
+        let OnRings {
+            mut worker,
+            mut wire_tx,
+            mut wire_rx,
+            handle,
+            mac,
+            _ports,
+        } = one_worker("wk", &pool, WorkerConfig::default());
 
         // Sends `frame` from outside, lets the worker poll once, returns what it sent back.
         let mut exchange = |worker: &mut PollingWorker, frame: Vec<u8>| -> Vec<u8> {
@@ -269,28 +298,15 @@ fn a_chained_mbuf_is_dropped_once_and_freed_whole() {
     let _ = eal();
     let pool = pool("chained", 1024);
     {
-        let (mut outside, mut appliance) = ring_pair("ch", &pool);
-        let mac = appliance.mac().unwrap();
-        let handle = SnapshotHandle::new(Snapshot::compile(config(1, 1), None).unwrap());
-        let pipeline = Worker::new(WorkerConfig {
-            port_macs: vec![mac],
-            conn_capacity: 1024,
-            ..WorkerConfig::default()
-        })
-        .unwrap();
-        let mut worker = PollingWorker::new(
-            pipeline,
-            vec![RxPort {
-                port_index: 0,
-                queue: appliance.rx_queue(0).unwrap(),
-            }],
-            vec![appliance.tx_queue(0).unwrap()],
-            vec![None],
-            Vec::new(),
-            handle.reader(),
-        );
-        let mut wire_tx = outside.tx_queue(0).unwrap();
-        let mut wire_rx = outside.rx_queue(0).unwrap();
+        let OnRings {
+            mut worker,
+            mut wire_tx,
+            mut wire_rx,
+            // Bound, not `..`: the ports (and the snapshot) must live as long as the queues.
+            handle: _handle,
+            mac: _,
+            _ports,
+        } = one_worker("ch", &pool, WorkerConfig::default());
 
         // A SYN to the VIP whose payload continues in a second segment: the first segment
         // alone would parse and open a connection.
@@ -325,32 +341,22 @@ fn removing_expired_connections_counts_as_busy_time() {
     let _ = eal();
     let pool = pool("expiry", 1024);
     {
-        let (mut outside, mut appliance) = ring_pair("ex", &pool);
-        let mac = appliance.mac().unwrap();
-        let handle = SnapshotHandle::new(Snapshot::compile(config(1, 1), None).unwrap());
-        let pipeline = Worker::new(WorkerConfig {
-            port_macs: vec![mac],
-            conn_capacity: 1024,
+        let config = WorkerConfig {
             timeouts: dataplane::conntrack::Timeouts {
                 tcp_syn: 1,
                 ..dataplane::conntrack::Timeouts::default()
             },
             ..WorkerConfig::default()
-        })
-        .unwrap();
-        let mut worker = PollingWorker::new(
-            pipeline,
-            vec![RxPort {
-                port_index: 0,
-                queue: appliance.rx_queue(0).unwrap(),
-            }],
-            vec![appliance.tx_queue(0).unwrap()],
-            vec![None],
-            Vec::new(),
-            handle.reader(),
-        );
-        let mut wire_tx = outside.tx_queue(0).unwrap();
-        let mut wire_rx = outside.rx_queue(0).unwrap();
+        };
+        let OnRings {
+            mut worker,
+            mut wire_tx,
+            mut wire_rx,
+            // Bound, not `..`: the ports (and the snapshot) must live as long as the queues.
+            handle: _handle,
+            mac: _,
+            _ports,
+        } = one_worker("ex", &pool, config);
         let mut burst = MbufBurst::new();
         for sport in 40_000..40_008 {
             let mut m = pool.alloc().unwrap();

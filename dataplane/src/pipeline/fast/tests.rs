@@ -692,6 +692,36 @@ fn checksums_verify(frame: &[u8]) -> bool {
     }
 }
 
+/// The backend's untagged answer to `forwarded` (addresses and ports swapped, an ACK or a
+/// datagram with `payload` bytes), built by etherparse with its own checksums.
+fn backend_answer(forwarded: &[u8], payload: usize) -> Vec<u8> {
+    let p = etherparse::SlicedPacket::from_ethernet(forwarded).expect("parses");
+    let eth = PacketBuilder::ethernet2(CLIENT_MAC, PORT1_MAC);
+    let ip = match p.net {
+        Some(etherparse::NetSlice::Ipv4(ip)) => {
+            eth.ipv4(ip.header().destination(), ip.header().source(), 64)
+        }
+        Some(etherparse::NetSlice::Ipv6(ip)) => {
+            eth.ipv6(ip.header().destination(), ip.header().source(), 64)
+        }
+        _ => unreachable!(),
+    };
+    let data = vec![0x5a; payload];
+    let mut out = Vec::new();
+    match p.transport {
+        Some(etherparse::TransportSlice::Udp(u)) => ip
+            .udp(u.destination_port(), u.source_port())
+            .write(&mut out, &data),
+        Some(etherparse::TransportSlice::Tcp(t)) => ip
+            .tcp(t.destination_port(), t.source_port(), 5000, 8192)
+            .ack(1001)
+            .write(&mut out, &data),
+        _ => unreachable!(),
+    }
+    .expect("reply");
+    out
+}
+
 #[test]
 fn fast_path_checksums_verify_independently() {
     let snap = snapshot();
@@ -716,32 +746,7 @@ fn fast_path_checksums_verify_independently() {
             // (Frames to the third backend leave tagged for VLAN 30.)
             assert_eq!(next[22 + tag_len(&next)], 16 + client, "TTL decremented");
             // The backend's answer, with valid checksums, back through the fast path.
-            let mut reply = reply_frame(&next, 0x10);
-            let fixed = etherparse::SlicedPacket::from_ethernet(&reply).map(|p| {
-                let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
-                    unreachable!()
-                };
-                let builder = PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv4(
-                    ip.header().source(),
-                    ip.header().destination(),
-                    64,
-                );
-                let data = vec![0x5a; payload];
-                let mut out = Vec::new();
-                match p.transport {
-                    Some(etherparse::TransportSlice::Udp(u)) => builder
-                        .udp(u.source_port(), u.destination_port())
-                        .write(&mut out, &data),
-                    Some(etherparse::TransportSlice::Tcp(t)) => builder
-                        .tcp(t.source_port(), t.destination_port(), 5000, 8192)
-                        .ack(1001)
-                        .write(&mut out, &data),
-                    _ => unreachable!(),
-                }
-                .expect("reply");
-                out
-            });
-            reply = fixed.expect("parsed");
+            let mut reply = backend_answer(&next, payload);
             assert!(matches!(
                 w.process(&snap, &mut reply, 1, Tick(3), false),
                 Verdict::Forward { port: 0 }
@@ -791,28 +796,7 @@ fn ipv6_flows_take_the_fast_path_with_checksums_that_verify_independently() {
             let net = if t == 0 { BACKEND6_NET } else { VLAN6_NET };
             assert_eq!(&next[38 + t..46 + t], &v6(net, 0)[..8], "to a backend");
             // The backend's answer, built with etherparse's checksums.
-            let p = etherparse::SlicedPacket::from_ethernet(&next).expect("parses");
-            let Some(etherparse::NetSlice::Ipv6(ip)) = p.net else {
-                unreachable!()
-            };
-            let builder = PacketBuilder::ethernet2(CLIENT_MAC, PORT1_MAC).ipv6(
-                ip.header().destination(),
-                ip.header().source(),
-                64,
-            );
-            let data = vec![0x5a; payload];
-            let mut reply = Vec::new();
-            match p.transport {
-                Some(etherparse::TransportSlice::Udp(u)) => builder
-                    .udp(u.destination_port(), u.source_port())
-                    .write(&mut reply, &data),
-                Some(etherparse::TransportSlice::Tcp(t)) => builder
-                    .tcp(t.destination_port(), t.source_port(), 5000, 8192)
-                    .ack(1001)
-                    .write(&mut reply, &data),
-                _ => unreachable!(),
-            }
-            .expect("reply");
+            let mut reply = backend_answer(&next, payload);
             let fast = fast::recognise(&reply).expect("recognised");
             let probe = w.conns.probe(w.conns.hash_key(&fast.key));
             assert_eq!(
