@@ -151,7 +151,13 @@ def test_ipv6_client_reaches_an_ipv6_vip_by_neighbour_discovery(sluiced, backend
             answered.add(r.stdout.split()[1])
         assert answered == {"1", "2", "3"}, answered
         # The backends saw the client's own address (DNAT) or the SNAT address (full-NAT).
-        logs = "".join((backends / f"nginx{i}" / "access.log").read_text() for i in (1, 2, 3))
+        # (nginx logs a request as it finishes it: give the last line a moment.)
+        for _ in range(20):
+            logs = "".join((backends / f"nginx{i}" / "access.log").read_text()
+                           for i in (1, 2, 3))
+            if len(logs.splitlines()) >= 30:
+                break
+            time.sleep(0.1)
         seen = "2001:2::2 " if mode == "dnat" else "2001:2:0:13::250 "
         assert seen in logs, logs[-2000:]
         assert len(logs.splitlines()) == 30, logs[-2000:]
