@@ -2,9 +2,9 @@
 # Prints a sluiced configuration for the namespace topology of scripts/topology.sh: two
 # net_af_packet ports ("client", "backends"), the appliance's addresses on them (their subnets
 # are connected routes; the client and the backends are found by ARP and neighbour discovery,
-# no static neighbours), and an SNAT pool per address family on the backend subnet. Each port has an exception path to the lb namespace's
-# kernel: taps "sl-client" and "sl-backends" with the ports' MACs and addresses (SSH, health
-# checks and other host traffic use them).
+# no static neighbours), and an SNAT pool per address family on the backend subnet. Each port
+# has an exception path to the lb namespace's kernel: taps "sl-client" and "sl-backends" with
+# the ports' MACs and addresses (SSH, health checks and other host traffic use them).
 #
 #   scripts/appliance-config.sh PREFIX WORKDIR [ADMIN_LISTEN]
 #

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Real backends in PREFIX-backends (see scripts/topology.sh): three nginx instances, on
-# 198.19.0.1-3 and 2001:2:0:13::1-3 port 8080, each answering "/" with "backend N" and serving /big (16 MiB,
-# rate-limited to 2 MiB/s: a slow download for drain tests), and a socat UDP echo on
-# 198.19.0.1-3 port 5353.
+# 198.19.0.1-3 and 2001:2:0:13::1-3 port 8080, each answering "/" with "backend N" and
+# serving /big (16 MiB, rate-limited to 2 MiB/s: a slow download for drain tests), and a socat
+# UDP echo on 198.19.0.1-3 port 5353.
 #
 #   scripts/backends.sh start [PREFIX] [RUNDIR]    RUNDIR defaults to /tmp/sluice-PREFIX-backends
 #   scripts/backends.sh stop  [PREFIX] [RUNDIR]
