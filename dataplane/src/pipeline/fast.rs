@@ -154,24 +154,7 @@ pub(super) fn recognise_v4(frame: &[u8]) -> Option<FastPacket> {
         return None;
     }
     let l4_len = total_len.checked_sub(20)?;
-    let proto = h[L3 + 9];
-    let (proto, tcp_flags) = match proto {
-        PROTO_TCP => {
-            let header_len = usize::from(h[L4 + 12] >> 4) * 4;
-            if header_len < 20 || header_len > l4_len {
-                return None;
-            }
-            (Proto::Tcp, h[L4 + 13])
-        }
-        PROTO_UDP => {
-            let udp_len = usize::from(u16::from_be_bytes([h[L4 + 4], h[L4 + 5]]));
-            if !(8..=l4_len).contains(&udp_len) {
-                return None;
-            }
-            (Proto::Udp, 0)
-        }
-        _ => return None,
-    };
+    let (proto, tcp_flags) = transport(h[L3 + 9], &h[L4..], l4_len)?;
     Some(FastPacket {
         key: FlowKey {
             src: Addr::from_v4([h[L3 + 12], h[L3 + 13], h[L3 + 14], h[L3 + 15]]),
@@ -187,6 +170,31 @@ pub(super) fn recognise_v4(frame: &[u8]) -> Option<FastPacket> {
     })
 }
 
+/// The protocol and TCP flags of the TCP or UDP header at the start of `l4` (what the frame
+/// holds from there), if the general parser would take it in an IP payload of `l4_len` bytes.
+#[inline(always)]
+fn transport(proto: u8, l4: &[u8], l4_len: usize) -> Option<(Proto, u8)> {
+    match proto {
+        PROTO_TCP => {
+            let t = l4.first_chunk::<20>()?;
+            let header_len = usize::from(t[12] >> 4) * 4;
+            if header_len < 20 || header_len > l4_len {
+                return None;
+            }
+            Some((Proto::Tcp, t[13]))
+        }
+        PROTO_UDP => {
+            let u = l4.first_chunk::<8>()?;
+            let udp_len = usize::from(u16::from_be_bytes([u[4], u[5]]));
+            if !(8..=l4_len).contains(&udp_len) {
+                return None;
+            }
+            Some((Proto::Udp, 0))
+        }
+        _ => None,
+    }
+}
+
 /// [`recognise`] for an untagged IPv6 frame: TCP or UDP right after the fixed header.
 #[inline(never)]
 fn recognise_v6(frame: &[u8]) -> Option<FastPacket> {
@@ -198,24 +206,7 @@ fn recognise_v6(frame: &[u8]) -> Option<FastPacket> {
     if l4_len > frame.len() - L4_V6 {
         return None;
     }
-    let (proto, tcp_flags) = match h[L3 + 6] {
-        PROTO_TCP => {
-            let t = frame.first_chunk::<MIN_FRAME_V6_TCP>()?;
-            let header_len = usize::from(t[L4_V6 + 12] >> 4) * 4;
-            if header_len < 20 || header_len > l4_len {
-                return None;
-            }
-            (Proto::Tcp, t[L4_V6 + 13])
-        }
-        PROTO_UDP => {
-            let udp_len = usize::from(u16::from_be_bytes([h[L4_V6 + 4], h[L4_V6 + 5]]));
-            if !(8..=l4_len).contains(&udp_len) {
-                return None;
-            }
-            (Proto::Udp, 0)
-        }
-        _ => return None,
-    };
+    let (proto, tcp_flags) = transport(h[L3 + 6], frame.get(L4_V6..)?, l4_len)?;
     let (src, dst) = (
         Addr(h[L3 + 8..L3 + 24].try_into().ok()?),
         Addr(h[L3 + 24..L3 + 40].try_into().ok()?),
@@ -315,7 +306,6 @@ fn translate_v4(frame: &mut [u8], new: &FlowKey) {
     let Some(h) = frame.first_chunk_mut::<MIN_FRAME>() else {
         return;
     };
-    let word = |h: &[u8; MIN_FRAME], at: usize| [h[at], h[at + 1], h[at + 2], h[at + 3]];
     let (new_src, new_dst) = (new.src.v4_octets(), new.dst.v4_octets());
     let addr_delta = delta_ne32(word(h, L3 + 12), new_src) + delta_ne32(word(h, L3 + 16), new_dst);
     let (ttl, proto) = (h[L3 + 8], h[L3 + 9]);
@@ -333,19 +323,12 @@ fn translate_v4(frame: &mut [u8], new: &FlowKey) {
     h[L3 + 16..L3 + 20].copy_from_slice(&new_dst);
     h[L3 + 10..L3 + 12].copy_from_slice(&ip_sum);
 
-    let mut new_ports = [0u8; 4];
-    new_ports[..2].copy_from_slice(&new.src_port.to_be_bytes());
-    new_ports[2..].copy_from_slice(&new.dst_port.to_be_bytes());
+    let new_ports = ports_word(new);
     let csum_at = if proto == PROTO_TCP { L4 + 16 } else { L4 + 6 };
     // IPv4 UDP checksum 0 means "none": leave it so.
     if proto == PROTO_TCP || h[csum_at] | h[csum_at + 1] != 0 {
         let port_delta = delta_ne32(word(h, L4), new_ports);
-        let mut l4_sum = apply_ne(h, csum_at, addr_delta + port_delta);
-        if proto == PROTO_UDP && l4_sum == [0, 0] {
-            // A computed UDP checksum of 0 is sent as 0xffff (0 would mean "none").
-            l4_sum = [0xff, 0xff];
-        }
-        h[csum_at..csum_at + 2].copy_from_slice(&l4_sum);
+        update_l4_sum(h, csum_at, addr_delta + port_delta, proto == PROTO_UDP);
     }
     h[L4..L4 + 4].copy_from_slice(&new_ports);
 }
@@ -369,27 +352,45 @@ fn translate_v6_at<const N: usize>(h: &mut [u8; N], csum_at: usize, new: &FlowKe
     let mut delta = 0u64;
     for (at, addr) in [(L3 + 8, &new.src.0), (L3 + 24, &new.dst.0)] {
         for i in (0..16).step_by(4) {
-            let old = [h[at + i], h[at + i + 1], h[at + i + 2], h[at + i + 3]];
-            delta += delta_ne32(old, [addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
+            delta += delta_ne32(
+                word(h, at + i),
+                [addr[i], addr[i + 1], addr[i + 2], addr[i + 3]],
+            );
         }
     }
-    let mut new_ports = [0u8; 4];
-    new_ports[..2].copy_from_slice(&new.src_port.to_be_bytes());
-    new_ports[2..].copy_from_slice(&new.dst_port.to_be_bytes());
-    delta += delta_ne32(
-        [h[L4_V6], h[L4_V6 + 1], h[L4_V6 + 2], h[L4_V6 + 3]],
-        new_ports,
-    );
-    let mut l4_sum = apply_ne(h, csum_at, delta);
-    if csum_at == L4_V6 + 6 && l4_sum == [0, 0] {
-        // As for IPv4: a computed UDP checksum of 0 is sent as 0xffff.
-        l4_sum = [0xff, 0xff];
-    }
-    h[csum_at..csum_at + 2].copy_from_slice(&l4_sum);
+    let new_ports = ports_word(new);
+    delta += delta_ne32(word(h, L4_V6), new_ports);
+    update_l4_sum(h, csum_at, delta, csum_at == L4_V6 + 6);
     h[L3 + 7] = h[L3 + 7].saturating_sub(1);
     h[L3 + 8..L3 + 24].copy_from_slice(&new.src.0);
     h[L3 + 24..L3 + 40].copy_from_slice(&new.dst.0);
     h[L4_V6..L4_V6 + 4].copy_from_slice(&new_ports);
+}
+
+/// The four bytes of `h` at `at`.
+#[inline(always)]
+fn word<const N: usize>(h: &[u8; N], at: usize) -> [u8; 4] {
+    [h[at], h[at + 1], h[at + 2], h[at + 3]]
+}
+
+/// The new source and destination ports, as the first four bytes of a TCP/UDP header.
+#[inline(always)]
+fn ports_word(new: &FlowKey) -> [u8; 4] {
+    let mut ports = [0u8; 4];
+    ports[..2].copy_from_slice(&new.src_port.to_be_bytes());
+    ports[2..].copy_from_slice(&new.dst_port.to_be_bytes());
+    ports
+}
+
+/// Applies `delta` to the TCP/UDP checksum at `csum_at`. A computed UDP checksum of 0 is sent
+/// as 0xffff (0 would mean "none").
+#[inline(always)]
+fn update_l4_sum<const N: usize>(h: &mut [u8; N], csum_at: usize, delta: u64, udp: bool) {
+    let mut l4_sum = apply_ne(h, csum_at, delta);
+    if udp && l4_sum == [0, 0] {
+        l4_sum = [0xff, 0xff];
+    }
+    h[csum_at..csum_at + 2].copy_from_slice(&l4_sum);
 }
 
 /// The checksum at `at` with `delta` applied ([`apply`] works in either byte order), in
