@@ -623,21 +623,7 @@ impl Worker {
             // so a retransmitted SYN costs no more than any established packet.
             let forwarded = match fast {
                 Some((fast, probe)) => {
-                    match self.forward_established(snap, pkt, fast, *probe, now, handed_over) {
-                        Some(verdict) => Some(verdict),
-                        // Its key is in no connection: the general path need not look again.
-                        None => {
-                            let ingress = ingress(pkt);
-                            Some(self.classify_and_translate(
-                                snap,
-                                pkt,
-                                ingress,
-                                now,
-                                handed_over,
-                                true,
-                            ))
-                        }
-                    }
+                    self.forward_established(snap, pkt, fast, *probe, now, handed_over)
                 }
                 // Another worker's (unstaged in stage 2): what the general path would decide,
                 // without parsing it again.
@@ -656,7 +642,10 @@ impl Worker {
                 Some(verdict) => verdict,
                 None => {
                     let ingress = ingress(pkt);
-                    self.classify_and_translate(snap, pkt, ingress, now, handed_over, false)
+                    // A staged packet got here because its key is in no connection: the
+                    // general path need not look again.
+                    let table_missed = fast.is_some();
+                    self.classify_and_translate(snap, pkt, ingress, now, handed_over, table_missed)
                 }
             };
             if let Verdict::Drop(reason) = *verdict {
