@@ -8,6 +8,7 @@ use dataplane::conntrack::Timeouts;
 use dataplane::dpdk::{lcore, Eal, Port};
 use dataplane::flow::{Addr, NatMode, Proto};
 use dataplane::lb::Selection;
+use dataplane::pipeline::vlan::VlanPort;
 use dataplane::pipeline::{DropReason, WorkerConfig, WorkerCounters};
 use dataplane::snapshot::{
     Backend, BackendState, Neighbour, ServiceConfig, ServiceKey, Snapshot, SnapshotConfig,
@@ -129,9 +130,16 @@ pub fn launch(
         .clamped(),
         None => Timeouts::DEFAULT,
     };
+    let vlan_ports = match opts.lb_vlan {
+        Some(vlan) => (0..ports.len() as u16)
+            .map(|port| VlanPort { port, vlan })
+            .collect(),
+        None => Vec::new(),
+    };
     let template = WorkerConfig {
         conn_capacity: opts.lb_conn_capacity,
         port_macs,
+        vlan_ports,
         timeouts,
         ..WorkerConfig::default()
     };

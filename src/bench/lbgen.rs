@@ -21,8 +21,7 @@ use dataplane::wire::checksum;
 use super::options::BenchOptions;
 
 const ETH: usize = 14;
-const IP: usize = ETH;
-const L4: usize = IP + 20;
+const VLAN_TAG: usize = 4;
 const TCP_HEADER: usize = 20;
 const UDP_HEADER: usize = 8;
 const TCP_SYN: u8 = 0x02;
@@ -32,18 +31,54 @@ const FLOWS_PER_ADDR: u32 = 64;
 /// Fresh connections per client address (client ports 1024..65536).
 const FRESH_PER_ADDR: u64 = 65536 - 1024;
 
+/// Where the frames keep their fields: IPv4 or IPv6, with or without an 802.1Q tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    vlan: Option<u16>,
+    v6: bool,
+}
+
+impl Layout {
+    fn l3(self) -> usize {
+        ETH + if self.vlan.is_some() { VLAN_TAG } else { 0 }
+    }
+    fn l4(self) -> usize {
+        self.l3() + if self.v6 { 40 } else { 20 }
+    }
+    fn src(self) -> usize {
+        self.l3() + if self.v6 { 8 } else { 12 }
+    }
+    fn addr_len(self) -> usize {
+        if self.v6 {
+            16
+        } else {
+            4
+        }
+    }
+}
+
+/// One kind of frame (TCP or UDP) with the client's address and port zeroed, and the sums
+/// of what does not change, so that writing a frame adds only the client's part.
+#[derive(Debug, Clone)]
+struct Template {
+    frame: Vec<u8>,
+    /// The IPv4 header's sum (IPv6 has no header checksum).
+    ip_sum: u64,
+    /// The L4 checksum's sum: pseudo-header without the source, header and payload.
+    l4_sum: u64,
+    tcp: bool,
+}
+
 /// What the generator sends: see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Traffic {
+    layout: Layout,
     frame_len: usize,
     flows: u32,
     new_share: f64,
     udp_share: f64,
-    tcp: Vec<u8>,
-    udp: Vec<u8>,
-    /// The templates' IPv4 header sums with a zero source address (finished at write).
-    tcp_ip_sum: u64,
-    udp_ip_sum: u64,
+    tcp: Template,
+    udp: Template,
     /// Established flows opened so far (the first pass).
     opened: u32,
     /// Packets of the steady state so far, and the established flow next in turn.
@@ -59,51 +94,85 @@ fn in_share(n: u64, share: f64) -> bool {
 }
 
 impl Traffic {
-    /// Traffic to `vip`:`port` in frames of `frame_len` bytes sent to `dst_mac`.
+    /// Traffic to `--lb-vip`:`--lb-port` (IPv4 or IPv6 as the VIP is), tagged with
+    /// `--lb-vlan` if given, in frames of `--txpkts` bytes sent to `dst_mac`.
     pub fn new(opts: &BenchOptions, dst_mac: [u8; 6]) -> Result<Traffic> {
-        let std::net::IpAddr::V4(vip) = opts.lb_vip else {
-            bail!("--lb-generate makes IPv4 traffic: give an IPv4 --lb-vip");
+        let layout = Layout {
+            vlan: opts.lb_vlan,
+            v6: opts.lb_vip.is_ipv6(),
+        };
+        let vip: Vec<u8> = match opts.lb_vip {
+            std::net::IpAddr::V4(a) => a.octets().to_vec(),
+            std::net::IpAddr::V6(a) => a.octets().to_vec(),
         };
         let frame_len = usize::from(opts.txpkts);
-        if opts.lb_udp_share < 1.0 && frame_len < L4 + TCP_HEADER {
-            bail!(
-                "--txpkts {frame_len} is too short for TCP (at least {})",
-                L4 + TCP_HEADER
-            );
+        let (l3, l4) = (layout.l3(), layout.l4());
+        for (share, header, kind) in [
+            (1.0 - opts.lb_udp_share, TCP_HEADER, "TCP"),
+            (opts.lb_udp_share, UDP_HEADER, "UDP"),
+        ] {
+            if share > 0.0 && frame_len < l4 + header {
+                bail!(
+                    "--txpkts {frame_len} is too short for {kind} over {} (at least {})",
+                    if layout.v6 { "IPv6" } else { "IPv4" },
+                    l4 + header
+                );
+            }
         }
-        let template = |proto: u8, l4_header: usize| -> Vec<u8> {
-            let mut f = vec![0u8; frame_len.max(L4 + l4_header)];
+        let template = |proto: u8, l4_header: usize| -> Template {
+            let mut f = vec![0u8; frame_len.max(l4 + l4_header)];
             f[..6].copy_from_slice(&dst_mac);
             f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0xc1, 0x01]);
-            f[12..14].copy_from_slice(&[0x08, 0x00]);
-            let ip_len = (f.len() - ETH) as u16;
-            f[IP] = 0x45;
-            f[IP + 2..IP + 4].copy_from_slice(&ip_len.to_be_bytes());
-            f[IP + 8] = 64;
-            f[IP + 9] = proto;
-            f[IP + 16..IP + 20].copy_from_slice(&vip.octets());
-            f[L4 + 2..L4 + 4].copy_from_slice(&opts.lb_port.to_be_bytes());
-            if proto == 6 {
-                f[L4 + 4..L4 + 8].copy_from_slice(&1000u32.to_be_bytes());
-                f[L4 + 12] = 5 << 4;
-                f[L4 + 14..L4 + 16].copy_from_slice(&8192u16.to_be_bytes());
-            } else {
-                // The UDP checksum stays 0: "none".
-                f[L4 + 4..L4 + 6].copy_from_slice(&(ip_len - 20).to_be_bytes());
+            if let Some(vid) = layout.vlan {
+                f[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+                f[14..16].copy_from_slice(&vid.to_be_bytes());
             }
-            f
+            let ethertype: u16 = if layout.v6 { 0x86dd } else { 0x0800 };
+            f[l3 - 2..l3].copy_from_slice(&ethertype.to_be_bytes());
+            let l4_len = f.len() - l4;
+            if layout.v6 {
+                f[l3] = 0x60;
+                f[l3 + 4..l3 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+                f[l3 + 6] = proto;
+                f[l3 + 7] = 64;
+                f[l3 + 24..l3 + 40].copy_from_slice(&vip);
+            } else {
+                f[l3] = 0x45;
+                let ip_len = (f.len() - l3) as u16;
+                f[l3 + 2..l3 + 4].copy_from_slice(&ip_len.to_be_bytes());
+                f[l3 + 8] = 64;
+                f[l3 + 9] = proto;
+                f[l3 + 16..l3 + 20].copy_from_slice(&vip);
+            }
+            f[l4 + 2..l4 + 4].copy_from_slice(&opts.lb_port.to_be_bytes());
+            if proto == 6 {
+                f[l4 + 4..l4 + 8].copy_from_slice(&1000u32.to_be_bytes());
+                f[l4 + 12] = 5 << 4;
+                f[l4 + 14..l4 + 16].copy_from_slice(&8192u16.to_be_bytes());
+            } else {
+                f[l4 + 4..l4 + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
+            }
+            // The pseudo-header's destination, protocol and length, then the L4 bytes.
+            let pseudo = checksum::sum(&vip) + u64::from(proto) + l4_len as u64;
+            Template {
+                ip_sum: if layout.v6 {
+                    0
+                } else {
+                    checksum::sum(&f[l3..l4])
+                },
+                l4_sum: pseudo + checksum::sum(&f[l4..]),
+                frame: f,
+                tcp: proto == 6,
+            }
         };
-        let tcp = template(6, TCP_HEADER);
-        let udp = template(17, UDP_HEADER);
         Ok(Traffic {
+            layout,
             frame_len,
             flows: opts.lb_flows,
             new_share: opts.lb_new_share,
             udp_share: opts.lb_udp_share,
-            tcp_ip_sum: checksum::sum(&tcp[IP..L4]),
-            udp_ip_sum: checksum::sum(&udp[IP..L4]),
-            tcp,
-            udp,
+            tcp: template(6, TCP_HEADER),
+            udp: template(17, UDP_HEADER),
             opened: 0,
             steady: 0,
             cursor: 0,
@@ -126,56 +195,104 @@ impl Traffic {
         let (client, sport, udp, opening) = if self.opened < self.flows {
             let flow = self.opened;
             self.opened += 1;
-            let (addr, port) = established_endpoint(flow);
-            (addr, port, in_share(u64::from(flow), self.udp_share), true)
+            let (client, port) = established_endpoint(self.layout.v6, flow);
+            (
+                client,
+                port,
+                in_share(u64::from(flow), self.udp_share),
+                true,
+            )
         } else {
             let n = self.steady;
             self.steady += 1;
             if in_share(n, self.new_share) {
                 let j = self.fresh;
                 self.fresh += 1;
-                let (addr, port) = fresh_endpoint(j);
-                (addr, port, in_share(j, self.udp_share), true)
+                let (client, port) = fresh_endpoint(self.layout.v6, j);
+                (client, port, in_share(j, self.udp_share), true)
             } else {
                 let flow = self.cursor;
                 self.cursor = (self.cursor + 1) % self.flows;
-                let (addr, port) = established_endpoint(flow);
-                (addr, port, in_share(u64::from(flow), self.udp_share), false)
+                let (client, port) = established_endpoint(self.layout.v6, flow);
+                (
+                    client,
+                    port,
+                    in_share(u64::from(flow), self.udp_share),
+                    false,
+                )
             }
         };
-        let (template, ip_sum) = if udp {
-            (&self.udp, self.udp_ip_sum)
-        } else {
-            (&self.tcp, self.tcp_ip_sum)
-        };
-        let Some(frame) = buf.get_mut(..template.len()) else {
+        let template = if udp { &self.udp } else { &self.tcp };
+        let Some(frame) = buf.get_mut(..template.frame.len()) else {
             return;
         };
-        frame.copy_from_slice(template);
-        frame[IP + 12..IP + 16].copy_from_slice(&client);
-        let ip_checksum = checksum::finish(ip_sum + checksum::sum(&client));
-        frame[IP + 10..IP + 12].copy_from_slice(&ip_checksum.to_be_bytes());
-        frame[L4..L4 + 2].copy_from_slice(&sport.to_be_bytes());
-        if !udp {
-            frame[L4 + 13] = if opening { TCP_SYN } else { TCP_ACK };
+        let (l3, l4, src) = (self.layout.l3(), self.layout.l4(), self.layout.src());
+        let client = &client[..self.layout.addr_len()];
+        frame.copy_from_slice(&template.frame);
+        frame[src..src + client.len()].copy_from_slice(client);
+        let client_sum = checksum::sum(client);
+        if !self.layout.v6 {
+            let ip_checksum = checksum::finish(template.ip_sum + client_sum);
+            frame[l3 + 10..l3 + 12].copy_from_slice(&ip_checksum.to_be_bytes());
         }
+        frame[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
+        let mut l4_sum = template.l4_sum + client_sum + u64::from(sport);
+        let checksum_at = if template.tcp {
+            let flags = if opening { TCP_SYN } else { TCP_ACK };
+            frame[l4 + 13] = flags;
+            l4_sum += u64::from(flags);
+            l4 + 16
+        } else {
+            l4 + 6
+        };
+        let l4_checksum = match checksum::finish(l4_sum) {
+            // A UDP checksum of 0 means "none": all ones stands for a zero result (RFC 768).
+            0 if !template.tcp => 0xffff,
+            c => c,
+        };
+        frame[checksum_at..checksum_at + 2].copy_from_slice(&l4_checksum.to_be_bytes());
     }
 }
 
-/// Client of established flow `i`: 198.18.128.0/18, 64 ports per address.
-fn established_endpoint(i: u32) -> ([u8; 4], u16) {
-    let host = i / FLOWS_PER_ADDR;
+/// A client address: 4 bytes (IPv4) or 16 (IPv6), in the first bytes of the array.
+type ClientAddr = [u8; 16];
+
+/// Client host `host` of the established (`fresh` false) or fresh clients: IPv4
+/// 198.18.128.0/18 and 198.18.192.0/18 (the host number wraps at 2^14); IPv6
+/// 2001:2:0:8000::/64 and 2001:2:0:c000::/64, the host number in the last 32 bits.
+fn client_addr(v6: bool, fresh: bool, host: u32) -> ClientAddr {
+    let mut a = [0u8; 16];
+    if v6 {
+        a[..8].copy_from_slice(&[
+            0x20,
+            0x01,
+            0x00,
+            0x02,
+            0,
+            0,
+            if fresh { 0xc0 } else { 0x80 },
+            0,
+        ]);
+        a[12..].copy_from_slice(&host.to_be_bytes());
+    } else {
+        let base = if fresh { 192 } else { 128 };
+        a[..4].copy_from_slice(&[198, 18, base + ((host >> 8) & 63) as u8, host as u8]);
+    }
+    a
+}
+
+/// Client of established flow `i`: 64 ports (from 1024) per address.
+fn established_endpoint(v6: bool, i: u32) -> (ClientAddr, u16) {
     (
-        [198, 18, 128 + ((host >> 8) & 63) as u8, host as u8],
+        client_addr(v6, false, i / FLOWS_PER_ADDR),
         1024 + (i % FLOWS_PER_ADDR) as u16,
     )
 }
 
-/// Client of fresh connection `j`: 198.18.192.0/18, every port from 1024 up.
-fn fresh_endpoint(j: u64) -> ([u8; 4], u16) {
-    let host = j / FRESH_PER_ADDR;
+/// Client of fresh connection `j`: every port from 1024 up per address.
+fn fresh_endpoint(v6: bool, j: u64) -> (ClientAddr, u16) {
     (
-        [198, 18, 192 + ((host >> 8) & 63) as u8, host as u8],
+        client_addr(v6, true, (j / FRESH_PER_ADDR) as u32),
         1024 + (j % FRESH_PER_ADDR) as u16,
     )
 }
@@ -265,35 +382,92 @@ pub fn spawn(
 mod tests {
     use super::*;
     use clap::Parser;
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 
     fn traffic(args: &[&str]) -> Traffic {
         let opts = BenchOptions::try_parse_from(["b", "--lb-generate"].iter().chain(args)).unwrap();
         Traffic::new(&opts, [2, 0, 0, 0, 0, 0xaa]).unwrap()
     }
 
-    /// (source, source port, TCP flags or None for UDP) of the next frame, checked by etherparse.
-    fn next(t: &mut Traffic) -> ([u8; 4], u16, Option<u8>) {
+    /// (source address, source port, TCP flags or None for UDP) of the next frame, parsed and
+    /// its checksums verified by etherparse; `vip` is where every frame must go, `vlan` the
+    /// tag every frame must carry.
+    fn next_to(
+        t: &mut Traffic,
+        vip: std::net::IpAddr,
+        vlan: Option<u16>,
+    ) -> (Vec<u8>, u16, Option<u8>) {
         let mut buf = vec![0u8; t.frame_len()];
         t.write_next(&mut buf);
-        let p = etherparse::SlicedPacket::from_ethernet(&buf).expect("parses");
-        let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
-            panic!("not IPv4")
-        };
-        let h = ip.header().to_header();
-        assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 checksum");
-        assert_eq!(h.destination, [198, 18, 100, 10]);
-        match p.transport {
-            Some(etherparse::TransportSlice::Tcp(tcp)) => {
-                assert_eq!(tcp.destination_port(), 80);
-                (h.source, tcp.source_port(), Some(buf[L4 + 13]))
+        let p = SlicedPacket::from_ethernet(&buf).expect("parses");
+        let tag = p.vlan.as_ref().map(|v| match v {
+            etherparse::VlanSlice::SingleVlan(s) => s.vlan_identifier().value(),
+            etherparse::VlanSlice::DoubleVlan(_) => panic!("one tag at most"),
+        });
+        assert_eq!(tag, vlan);
+        let (src, dst, l4_sum) = match &p.net {
+            Some(NetSlice::Ipv4(ip)) => {
+                let h = ip.header().to_header();
+                assert_eq!(h.header_checksum, h.calc_header_checksum(), "IPv4 checksum");
+                assert_eq!(usize::from(h.total_len), buf.len() - t.layout.l3());
+                let l4_sum = match &p.transport {
+                    Some(TransportSlice::Tcp(tcp)) => tcp
+                        .to_header()
+                        .calc_checksum_ipv4(&h, tcp.payload())
+                        .unwrap(),
+                    Some(TransportSlice::Udp(udp)) => udp
+                        .to_header()
+                        .calc_checksum_ipv4(&h, udp.payload())
+                        .unwrap(),
+                    other => panic!("unexpected transport {other:?}"),
+                };
+                (
+                    h.source.to_vec(),
+                    std::net::IpAddr::from(h.destination),
+                    l4_sum,
+                )
             }
-            Some(etherparse::TransportSlice::Udp(udp)) => {
+            Some(NetSlice::Ipv6(ip)) => {
+                let h = ip.header().to_header();
+                assert_eq!(usize::from(h.payload_length), buf.len() - t.layout.l4());
+                let l4_sum = match &p.transport {
+                    Some(TransportSlice::Tcp(tcp)) => tcp
+                        .to_header()
+                        .calc_checksum_ipv6(&h, tcp.payload())
+                        .unwrap(),
+                    Some(TransportSlice::Udp(udp)) => udp
+                        .to_header()
+                        .calc_checksum_ipv6(&h, udp.payload())
+                        .unwrap(),
+                    other => panic!("unexpected transport {other:?}"),
+                };
+                (
+                    h.source.to_vec(),
+                    std::net::IpAddr::from(h.destination),
+                    l4_sum,
+                )
+            }
+            other => panic!("not IP: {other:?}"),
+        };
+        assert_eq!(dst, vip);
+        match p.transport {
+            Some(TransportSlice::Tcp(tcp)) => {
+                assert_eq!(tcp.destination_port(), 80);
+                assert_eq!(tcp.checksum(), l4_sum, "TCP checksum");
+                (src, tcp.source_port(), Some(buf[t.layout.l4() + 13]))
+            }
+            Some(TransportSlice::Udp(udp)) => {
                 assert_eq!(udp.destination_port(), 80);
-                assert_eq!(usize::from(udp.length()), buf.len() - L4);
-                (h.source, udp.source_port(), None)
+                assert_eq!(usize::from(udp.length()), buf.len() - t.layout.l4());
+                assert_eq!(udp.checksum(), l4_sum, "UDP checksum");
+                (src, udp.source_port(), None)
             }
             other => panic!("unexpected transport {other:?}"),
         }
+    }
+
+    fn next(t: &mut Traffic) -> (Vec<u8>, u16, Option<u8>) {
+        next_to(t, "198.18.100.10".parse().unwrap(), None)
     }
 
     #[test]
@@ -302,12 +476,12 @@ mod tests {
         let opening: Vec<_> = (0..100).map(|_| next(&mut t)).collect();
         assert!(opening.iter().all(|(_, _, f)| *f == Some(TCP_SYN)));
         let distinct: std::collections::HashSet<_> =
-            opening.iter().map(|(a, p, _)| (*a, *p)).collect();
+            opening.iter().map(|(a, p, _)| (a.clone(), *p)).collect();
         assert_eq!(distinct.len(), 100);
         for round in 0..2 {
             for (i, first) in opening.iter().enumerate() {
                 let (addr, port, flags) = next(&mut t);
-                assert_eq!((addr, port), (first.0, first.1), "round {round} flow {i}");
+                assert_eq!((&addr, port), (&first.0, first.1), "round {round} flow {i}");
                 assert_eq!(flags, Some(TCP_ACK));
             }
         }
@@ -327,14 +501,14 @@ mod tests {
         let opening: Vec<_> = (0..40).map(|_| next(&mut t)).collect();
         assert_eq!(opening.iter().filter(|(_, _, f)| f.is_none()).count(), 20);
         let established: std::collections::HashSet<_> =
-            opening.iter().map(|(a, p, _)| (*a, *p)).collect();
+            opening.iter().map(|(a, p, _)| (a.clone(), *p)).collect();
         let mut fresh = std::collections::HashSet::new();
         let mut fresh_udp = 0;
         for chunk in 0..10 {
             let mut new = 0;
             for _ in 0..400 {
                 let (addr, port, flags) = next(&mut t);
-                if established.contains(&(addr, port)) {
+                if established.contains(&(addr.clone(), port)) {
                     assert_ne!(flags, Some(TCP_SYN), "established flows send data");
                 } else {
                     assert!(fresh.insert((addr, port)), "a fresh endpoint repeated");
@@ -350,27 +524,115 @@ mod tests {
     }
 
     #[test]
+    fn makes_ipv6_and_tagged_frames_with_valid_checksums() {
+        let vip: std::net::IpAddr = "2001:2:0:100::10".parse().unwrap();
+        for (args, vip, vlan) in [
+            (
+                vec!["--lb-vip", "2001:2:0:100::10", "--txpkts", "84"],
+                vip,
+                None,
+            ),
+            (
+                vec![
+                    "--lb-vip",
+                    "2001:2:0:100::10",
+                    "--txpkts",
+                    "88",
+                    "--lb-vlan",
+                    "10",
+                ],
+                vip,
+                Some(10),
+            ),
+            (
+                vec!["--lb-vlan", "4094", "--txpkts", "68"],
+                "198.18.100.10".parse().unwrap(),
+                Some(4094),
+            ),
+        ] {
+            let mut args = args;
+            args.extend([
+                "--lb-flows",
+                "70",
+                "--lb-new-share",
+                "0.5",
+                "--lb-udp-share",
+                "0.5",
+            ]);
+            let mut t = traffic(&args);
+            let mut kinds = std::collections::HashSet::new();
+            for _ in 0..400 {
+                let (src, port, flags) = next_to(&mut t, vip, vlan);
+                assert_eq!(src.len(), if vip.is_ipv6() { 16 } else { 4 });
+                assert!(port >= 1024);
+                kinds.insert(flags);
+            }
+            let want: std::collections::HashSet<_> =
+                [None, Some(TCP_SYN), Some(TCP_ACK)].into_iter().collect();
+            assert_eq!(kinds, want, "{args:?}: every kind of frame checked");
+        }
+    }
+
+    #[test]
     fn endpoints_stay_in_their_ranges() {
-        assert_eq!(established_endpoint(0), ([198, 18, 128, 0], 1024));
+        let v4 = |(a, p): (ClientAddr, u16)| (a[..4].to_vec(), p);
         assert_eq!(
-            established_endpoint((1 << 20) - 1),
-            ([198, 18, 191, 255], 1087)
+            v4(established_endpoint(false, 0)),
+            (vec![198, 18, 128, 0], 1024)
         );
-        assert_eq!(fresh_endpoint(0), ([198, 18, 192, 0], 1024));
         assert_eq!(
-            fresh_endpoint(FRESH_PER_ADDR - 1),
-            ([198, 18, 192, 0], 65535)
+            v4(established_endpoint(false, (1 << 20) - 1)),
+            (vec![198, 18, 191, 255], 1087)
         );
-        assert_eq!(fresh_endpoint(FRESH_PER_ADDR), ([198, 18, 192, 1], 1024));
+        assert_eq!(v4(fresh_endpoint(false, 0)), (vec![198, 18, 192, 0], 1024));
+        assert_eq!(
+            v4(fresh_endpoint(false, FRESH_PER_ADDR - 1)),
+            (vec![198, 18, 192, 0], 65535)
+        );
+        assert_eq!(
+            v4(fresh_endpoint(false, FRESH_PER_ADDR)),
+            (vec![198, 18, 192, 1], 1024)
+        );
+        let v6 = |(a, p): (ClientAddr, u16)| (std::net::Ipv6Addr::from(a).to_string(), p);
+        assert_eq!(
+            v6(established_endpoint(true, (1 << 20) - 1)),
+            ("2001:2:0:8000::3fff".to_owned(), 1087)
+        );
+        assert_eq!(
+            v6(fresh_endpoint(true, FRESH_PER_ADDR * 70_000)),
+            ("2001:2:0:c000::1:1170".to_owned(), 1024)
+        );
     }
 
     #[test]
     fn rejects_what_it_cannot_make() {
-        let opts = BenchOptions::try_parse_from(["b", "--lb-generate", "--lb-vip", "2001:db8::1"])
-            .unwrap();
-        assert!(Traffic::new(&opts, [0; 6]).is_err());
-        let opts = BenchOptions::try_parse_from(["b", "--lb-generate", "--txpkts", "50"]).unwrap();
-        assert!(Traffic::new(&opts, [0; 6]).is_err());
+        let err = |args: &[&str]| {
+            let opts =
+                BenchOptions::try_parse_from(["b", "--lb-generate"].iter().chain(args)).unwrap();
+            Traffic::new(&opts, [0; 6]).err().map(|e| e.to_string())
+        };
+        assert_eq!(
+            err(&["--txpkts", "50"]).as_deref(),
+            Some("--txpkts 50 is too short for TCP over IPv4 (at least 54)")
+        );
+        assert_eq!(
+            err(&["--lb-vip", "2001:2::10"]).as_deref(),
+            Some("--txpkts 64 is too short for TCP over IPv6 (at least 74)")
+        );
+        let udp6_tagged = [
+            "--lb-vip",
+            "2001:2::10",
+            "--lb-udp-share",
+            "1",
+            "--lb-vlan",
+            "7",
+        ];
+        assert_eq!(
+            err(&udp6_tagged).as_deref(),
+            Some("--txpkts 64 is too short for UDP over IPv6 (at least 66)")
+        );
+        assert_eq!(err(&[&udp6_tagged[..], &["--txpkts", "66"]].concat()), None);
+        assert!(BenchOptions::try_parse_from(["b", "--lb-vlan", "4095"]).is_err());
         let opts = BenchOptions::try_parse_from([
             "b",
             "--lb-generate",

@@ -105,7 +105,8 @@ pub struct BenchOptions {
     /// Print statistics as JSON (one object per period, then the final report).
     #[arg(long)]
     pub json: bool,
-    /// lb: the service address (workload W1 sends to 198.18.100.10:80).
+    /// lb: the service address (workload W1 sends to 198.18.100.10:80); an IPv6 address makes
+    /// the service, its backends and the generator's traffic IPv6.
     #[arg(long, default_value = "198.18.100.10")]
     pub lb_vip: std::net::IpAddr,
     /// lb: the service port (TCP and UDP).
@@ -135,6 +136,11 @@ pub struct BenchOptions {
     /// lb generator: share of flows (0..=1) that are UDP (the rest are TCP).
     #[arg(long, default_value_t = 0.0, value_parser = share)]
     pub lb_udp_share: f64,
+    /// lb: the clients' frames carry an 802.1Q tag with this VLAN id (1..=4094): the generator
+    /// tags what it sends, and every port of the workers gets a VLAN sub-interface for it. The
+    /// backends stay untagged, so the workers pop the tag on the way to them.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4094))]
+    pub lb_vlan: Option<u16>,
     /// lb: every connection-tracking timeout in milliseconds (default: the daemon's, e.g.
     /// 120 s for a SYN). New-connection runs need short ones, or the table fills with
     /// half-open flows that no backend answers.
