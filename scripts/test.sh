@@ -56,7 +56,9 @@ for name, path in zip(["IPv4 DNAT", "IPv6 full-NAT, VLAN 10"], sys.argv[1:]):
     # pool's 4 x 64,512 ports, even when the expiry sweep lags a second).
     assert set(lb["drops"]) <= {"tx_full"}, lb["drops"]
     assert 0.0 < lb["busy_share"] <= 1.0, lb
-    print(f"sluice-bench lb, {name}: {r['fwd_mpps']:.2f} Mpps (worker busy {lb['busy_share']:.0%}), "
+    assert 1.0 <= lb["packets_per_busy_poll"] <= 32.0, lb
+    print(f"sluice-bench lb, {name}: {r['fwd_mpps']:.2f} Mpps (worker busy {lb['busy_share']:.0%}, "
+          f"{lb['packets_per_busy_poll']:.1f} packets per busy poll), "
           f"{lb['new_connections']} connections ({lb['connections_per_second']:.0f}/s), generator sent {g['sent']}")
 PY
 

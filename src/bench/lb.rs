@@ -178,6 +178,8 @@ pub fn core_result(c: &WorkerCounters, stats: &LoopStats) -> CoreResult {
             handoff_in: c.handoff_in.get(),
             rejects_sent: c.rejects_sent.get(),
             busy_share: stats.busy_share(),
+            packets_per_busy_poll: (c.rx_packets.get() + c.handoff_in.get()) as f64
+                / stats.busy_iterations.max(1) as f64,
             drops,
         }),
     }

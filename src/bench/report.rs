@@ -123,6 +123,10 @@ pub struct LbCoreReport {
     /// connections: near 1 when the worker is the bottleneck, lower when it waits for traffic
     /// (e.g. for the generator).
     pub busy_share: f64,
+    /// Packets per poll that handled packets (received and handed over): the burst size the
+    /// pipeline sees. Well under the burst when the worker keeps ahead of its traffic, so each
+    /// packet carries more of the poll's own cost.
+    pub packets_per_busy_poll: f64,
     /// Non-zero drop counters by reason.
     pub drops: std::collections::BTreeMap<&'static str, u64>,
 }
@@ -206,14 +210,15 @@ impl FinalReport {
                 let _ = write!(
                     s,
                     "\n    connections: {} new ({:.0}/s), {} open; handoff out {} in {}; rejects {}; \
-                     busy {:.1}%",
+                     busy {:.1}%, {:.1} packets per busy poll",
                     lb.new_connections,
                     lb.connections_per_second,
                     lb.active_connections,
                     lb.handoff_out,
                     lb.handoff_in,
                     lb.rejects_sent,
-                    lb.busy_share * 100.0
+                    lb.busy_share * 100.0,
+                    lb.packets_per_busy_poll
                 );
                 for (reason, n) in &lb.drops {
                     let _ = write!(s, "\n    dropped {reason}: {n}");
