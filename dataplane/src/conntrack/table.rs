@@ -64,12 +64,26 @@ pub struct ConnData {
     pub nat: NatMode,
 }
 
-/// Where a key's probe of the index starts: its hash tag and home slot (see
-/// [`ConnTable::probe`]).
+/// Where a key's probe of the index starts: its hash (whose tag the slots hold) and home slot
+/// (see [`ConnTable::probe`]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Probe {
-    tag: u32,
+    hash: u64,
     home: usize,
+}
+
+impl Probe {
+    /// The key's hash ([`ConnTable::hash_key`]): what an insert of the key needs after the
+    /// probe found nothing.
+    #[inline(always)]
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    #[inline(always)]
+    fn tag(&self) -> u32 {
+        tag_of(self.hash)
+    }
 }
 
 /// An established packet's connection, as [`ConnTable::forward`] found and accounted it.
@@ -624,10 +638,9 @@ impl ConnTable {
     /// prefetches and the lookup of a burst.
     #[inline(always)]
     pub fn probe(&self, hash: u64) -> Probe {
-        let tag = tag_of(hash);
         Probe {
-            tag,
-            home: home_of(tag, self.slots.len()),
+            hash,
+            home: home_of(tag_of(hash), self.slots.len()),
         }
     }
 
@@ -657,7 +670,7 @@ impl ConnTable {
             if slot.is_empty() {
                 return;
             }
-            if slot.tag == probe.tag {
+            if slot.tag == probe.tag() {
                 let index = (slot.entry >> 1) as usize;
                 if index < self.conns.len() {
                     // One line: a `Conn` is 64 bytes and line-aligned.
@@ -713,7 +726,7 @@ impl ConnTable {
     #[inline(always)]
     fn find(&self, key: &FlowKey, probe: Probe) -> Option<(usize, u32)> {
         let n = self.slots.len();
-        let tag = probe.tag;
+        let tag = probe.tag();
         let mut i = probe.home;
         // The load factor is at most 1/2, so an empty slot ends every probe; the bound only
         // guards against a broken invariant.
@@ -758,11 +771,29 @@ impl ConnTable {
         data: ConnData,
         now: Tick,
     ) -> Result<ConnId, InsertError> {
-        if original.proto != reply.proto || original == reply {
-            return Err(InsertError::InvalidKeys);
-        }
         if self.find(&original, self.probe(original_hash)).is_some() {
             return Err(InsertError::Duplicate(Direction::Original));
+        }
+        self.insert_missed(original, reply, (original_hash, reply_hash), data, now)
+    }
+
+    /// [`ConnTable::insert_hashed`] for an `original` key the caller has just looked up and
+    /// not found, with nothing inserted since (the pipeline opens a connection only after its
+    /// lookup missed): the original key is not searched again, the reply key still is.
+    pub fn insert_missed(
+        &mut self,
+        original: FlowKey,
+        reply: FlowKey,
+        (original_hash, reply_hash): (u64, u64),
+        data: ConnData,
+        now: Tick,
+    ) -> Result<ConnId, InsertError> {
+        debug_assert!(
+            self.find(&original, self.probe(original_hash)).is_none(),
+            "insert_missed with an original key that is in the table"
+        );
+        if original.proto != reply.proto || original == reply {
+            return Err(InsertError::InvalidKeys);
         }
         if self.find(&reply, self.probe(reply_hash)).is_some() {
             return Err(InsertError::Duplicate(Direction::Reply));
@@ -983,7 +1014,7 @@ impl ConnTable {
         // Expired entries are gathered a batch at a time and their index slots prefetched
         // before any is removed: in a large table those slots are cold, and removing each as
         // it is found waited for them one after the other.
-        let mut batch = [(0u32, [Probe { tag: 0, home: 0 }; 2]); EXPIRE_BATCH];
+        let mut batch = [(0u32, [Probe { hash: 0, home: 0 }; 2]); EXPIRE_BATCH];
         while swept.examined < limit && swept.removed < max_removed {
             let wanted = EXPIRE_BATCH.min(max_removed - swept.removed);
             let mut gathered = 0;

@@ -157,8 +157,9 @@ impl Worker {
         *self.rr.for_service(slot) = position;
     }
 
-    /// Enters `plan` in the table for `key` (whose hash is `hash`), counting the new
-    /// connection; what to do with the packet instead when the table refuses it.
+    /// Enters `plan` in the table for `key` (whose hash is `hash`, and which the caller has just
+    /// looked up and not found), counting the new connection; what to do with the packet
+    /// instead when the table refuses it.
     #[inline]
     pub(super) fn open_connection(
         &mut self,
@@ -175,13 +176,13 @@ impl Worker {
         };
         let mut inserted = self
             .conns
-            .insert_hashed(*key, plan.reply, hashes, data, now);
+            .insert_missed(*key, plan.reply, hashes, data, now);
         if inserted == Err(InsertError::Duplicate(Direction::Reply))
             && self.reclaim_finished(&plan.reply, now)
         {
             inserted = self
                 .conns
-                .insert_hashed(*key, plan.reply, hashes, data, now);
+                .insert_missed(*key, plan.reply, hashes, data, now);
         }
         match inserted {
             Ok(id) => {

@@ -19,8 +19,8 @@ pub mod vlan;
 use std::sync::Arc;
 
 use crate::conntrack::{
-    sweep_speedup, ConnInfo, ConnTable, Direction, Ownership, PortPartition, SnatPorts, Swept,
-    Tick, Timeouts, Transition,
+    sweep_speedup, ConnInfo, ConnTable, Direction, Ownership, PortPartition, Probe, SnatPorts,
+    Swept, Tick, Timeouts, Transition,
 };
 use crate::flow::{Addr, FlowKey, NatMode, Proto};
 use crate::lb::RoundRobinCursors;
@@ -508,14 +508,14 @@ impl Worker {
             let probe = self.conns.probe(self.conns.hash_key(&fast.key));
             let verdict = self.forward_established(snap, pkt, &fast, probe, now, handed_over);
             let verdict = verdict.unwrap_or_else(|| {
-                self.classify_and_translate(snap, pkt, ingress, now, handed_over, true)
+                self.classify_and_translate(snap, pkt, ingress, now, handed_over, Some(probe))
             });
             if let Verdict::Drop(reason) = verdict {
                 self.counters.count_drop(reason);
             }
             return verdict;
         }
-        let verdict = self.classify_and_translate(snap, pkt, ingress, now, handed_over, false);
+        let verdict = self.classify_and_translate(snap, pkt, ingress, now, handed_over, None);
         if let Verdict::Drop(reason) = verdict {
             self.counters.count_drop(reason);
         }
@@ -643,9 +643,9 @@ impl Worker {
                 None => {
                     let ingress = ingress(pkt);
                     // A staged packet got here because its key is in no connection: the
-                    // general path need not look again.
-                    let table_missed = fast.is_some();
-                    self.classify_and_translate(snap, pkt, ingress, now, handed_over, table_missed)
+                    // general path need not hash it or look again.
+                    let missed = fast.map(|(_, probe)| probe);
+                    self.classify_and_translate(snap, pkt, ingress, now, handed_over, missed)
                 }
             };
             if let Verdict::Drop(reason) = *verdict {
@@ -655,8 +655,8 @@ impl Worker {
         self.staged = staged;
     }
 
-    /// The general path. `table_missed`: the fast path has just looked this packet's key up
-    /// and found no connection, so it is not looked up again.
+    /// The general path. `missed`: the fast path has just looked this packet's key up with this
+    /// probe and found no connection, so the key is neither hashed nor looked up again.
     #[inline]
     fn classify_and_translate<B: PacketBuf + ?Sized>(
         &mut self,
@@ -665,7 +665,7 @@ impl Worker {
         ingress: u16,
         now: Tick,
         handed_over: bool,
-        table_missed: bool,
+        missed: Option<Probe>,
     ) -> Verdict {
         if pkt.is_segmented() {
             return Verdict::Drop(DropReason::MultiSegment);
@@ -674,7 +674,11 @@ impl Worker {
             Ok(info) => info,
             Err(e) => return Verdict::Drop(DropReason::Malformed(e)),
         };
-        let hash = info.flow_key().map(|key| self.conns.hash_key(&key));
+        // The fast path recognises only packets whose flow key the parser reads the same way.
+        let hash = match missed {
+            Some(probe) => Some(probe.hash()),
+            None => info.flow_key().map(|key| self.conns.hash_key(&key)),
+        };
         self.translate_parsed(
             snap,
             pkt,
@@ -683,7 +687,7 @@ impl Worker {
             ingress,
             now,
             handed_over,
-            table_missed,
+            missed.is_some(),
         )
     }
 

@@ -233,6 +233,34 @@ fn duplicate_and_invalid_keys_are_refused() {
     t.check_invariants();
 }
 
+/// The pipeline's insert after a lookup miss skips the original key's search; its promise is
+/// checked in debug builds (every test run).
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "insert_missed with an original key that is in the table")]
+fn insert_missed_with_a_present_original_key_is_caught_in_debug_builds() {
+    let mut t = ConnTable::new(8, 5);
+    let o = original(client(1), 1000, Proto::Tcp);
+    t.insert(
+        o,
+        fullnat_reply(&o, backend(1), 5000),
+        data(NatMode::FullNat),
+        Tick(0),
+    )
+    .unwrap();
+    let hashes = (
+        t.hash_key(&o),
+        t.hash_key(&fullnat_reply(&o, backend(2), 5001)),
+    );
+    let _ = t.insert_missed(
+        o,
+        fullnat_reply(&o, backend(2), 5001),
+        hashes,
+        data(NatMode::FullNat),
+        Tick(0),
+    );
+}
+
 #[test]
 fn a_full_local_address_pool_refuses_and_leaks_nothing() {
     // Room for two addresses: a DNAT connection needs its VIP and its backend, a full-NAT one

@@ -431,7 +431,7 @@ proptest! {
             let now = Tick(1 + i as u32);
             let (mut a, mut b) = (frame.clone(), frame);
             let va = fast.process(&snap, &mut a, ingress, now, false);
-            let vb = general.classify_and_translate(&snap, &mut b, ingress, now, false, false);
+            let vb = general.classify_and_translate(&snap, &mut b, ingress, now, false, None);
             if let Verdict::Drop(reason) = vb {
                 general.counters.count_drop(reason);
             }
@@ -467,7 +467,7 @@ proptest! {
                 let mut verdicts = [Verdict::Drop(DropReason::NotIp); BURST];
                 fast.process_burst(&snap, &mut a, ingress, now, &mut verdicts);
                 for (i, mut b) in frames.into_iter().enumerate() {
-                    let vb = general.classify_and_translate(&snap, &mut b, ingress, now, false, false);
+                    let vb = general.classify_and_translate(&snap, &mut b, ingress, now, false, None);
                     if let Verdict::Drop(reason) = vb {
                         general.counters.count_drop(reason);
                     }
