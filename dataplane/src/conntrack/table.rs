@@ -758,28 +758,17 @@ impl ConnTable {
         now: Tick,
     ) -> Result<ConnId, InsertError> {
         let hashes = (self.hash_key(&original), self.hash_key(&reply));
-        self.insert_hashed(original, reply, hashes, data, now)
-    }
-
-    /// [`ConnTable::insert`] with the keys' hashes from [`ConnTable::hash_key`], for a caller
-    /// that computed them already (to look the key up and prefetch the reply key's slot).
-    pub fn insert_hashed(
-        &mut self,
-        original: FlowKey,
-        reply: FlowKey,
-        (original_hash, reply_hash): (u64, u64),
-        data: ConnData,
-        now: Tick,
-    ) -> Result<ConnId, InsertError> {
-        if self.find(&original, self.probe(original_hash)).is_some() {
+        if self.find(&original, self.probe(hashes.0)).is_some() {
             return Err(InsertError::Duplicate(Direction::Original));
         }
-        self.insert_missed(original, reply, (original_hash, reply_hash), data, now)
+        self.insert_missed(original, reply, hashes, data, now)
     }
 
-    /// [`ConnTable::insert_hashed`] for an `original` key the caller has just looked up and
-    /// not found, with nothing inserted since (the pipeline opens a connection only after its
-    /// lookup missed): the original key is not searched again, the reply key still is.
+    /// [`ConnTable::insert`] for an `original` key the caller has just looked up and not found,
+    /// with nothing inserted since (the pipeline opens a connection only after its lookup
+    /// missed), and the keys' hashes from [`ConnTable::hash_key`] (which the pipeline has
+    /// computed for that lookup and to prefetch the reply key's slot): the original key is not
+    /// searched again, the reply key still is.
     pub fn insert_missed(
         &mut self,
         original: FlowKey,
