@@ -298,15 +298,8 @@ fn a_chained_mbuf_is_dropped_once_and_freed_whole() {
     let _ = eal();
     let pool = pool("chained", 1024);
     {
-        let OnRings {
-            mut worker,
-            mut wire_tx,
-            mut wire_rx,
-            // Bound, not `..`: the ports (and the snapshot) must live as long as the queues.
-            handle: _handle,
-            mac: _,
-            _ports,
-        } = one_worker("ch", &pool, WorkerConfig::default());
+        // Kept whole: the ports (and the snapshot) must live as long as the queues.
+        let mut rings = one_worker("ch", &pool, WorkerConfig::default());
 
         // A SYN to the VIP whose payload continues in a second segment: the first segment
         // alone would parse and open a connection.
@@ -320,18 +313,18 @@ fn a_chained_mbuf_is_dropped_once_and_freed_whole() {
         assert_eq!(pool.in_use(), 2);
         let mut burst = MbufBurst::new();
         burst.push(head).unwrap();
-        assert_eq!(wire_tx.tx_burst(&mut burst), 1);
-        assert_eq!(worker.poll_once(), 1);
+        assert_eq!(rings.wire_tx.tx_burst(&mut burst), 1);
+        assert_eq!(rings.worker.poll_once(), 1);
         let mut out = MbufBurst::new();
-        assert_eq!(wire_rx.rx_burst(&mut out), 0, "nothing sent");
+        assert_eq!(rings.wire_rx.rx_burst(&mut out), 0, "nothing sent");
 
-        let c = worker.counters();
+        let c = rings.worker.counters();
         assert_eq!(c.rx_packets.get(), 1);
         assert_eq!(c.rx_bytes.get(), frame.len() as u64 + 100, "both segments");
         assert_eq!(c.drops(dataplane::pipeline::DropReason::MultiSegment), 1);
         assert_eq!(c.total_drops(), 1, "counted once");
         assert_eq!(c.new_connections.get(), 0);
-        assert_eq!(worker.pipeline().connections().len(), 0);
+        assert_eq!(rings.worker.pipeline().connections().len(), 0);
     }
     assert_eq!(pool.in_use(), 0, "both segments freed");
 }
@@ -348,44 +341,41 @@ fn removing_expired_connections_counts_as_busy_time() {
             },
             ..WorkerConfig::default()
         };
-        let OnRings {
-            mut worker,
-            mut wire_tx,
-            mut wire_rx,
-            // Bound, not `..`: the ports (and the snapshot) must live as long as the queues.
-            handle: _handle,
-            mac: _,
-            _ports,
-        } = one_worker("ex", &pool, config);
+        // Kept whole: the ports (and the snapshot) must live as long as the queues.
+        let mut rings = one_worker("ex", &pool, config);
         let mut burst = MbufBurst::new();
         for sport in 40_000..40_008 {
             let mut m = pool.alloc().unwrap();
             assert!(m.set_data(&syn(sport)));
             burst.push(m).unwrap();
         }
-        assert_eq!(wire_tx.tx_burst(&mut burst), 8);
-        assert_eq!(worker.poll_once(), 8);
-        assert_eq!(wire_rx.rx_burst(&mut burst), 8);
+        assert_eq!(rings.wire_tx.tx_burst(&mut burst), 8);
+        assert_eq!(rings.worker.poll_once(), 8);
+        assert_eq!(rings.wire_rx.rx_burst(&mut burst), 8);
         burst.clear();
-        assert_eq!(worker.pipeline().connections().len(), 8);
+        assert_eq!(rings.worker.pipeline().connections().len(), 8);
 
         // The SYN timeout is 1 ms: later idle polls remove the connections.
-        let busy = worker.busy_cycles();
+        let busy = rings.worker.busy_cycles();
         std::thread::sleep(std::time::Duration::from_millis(5));
         for _ in 0..100_000 {
-            if worker.pipeline().connections().is_empty() {
+            if rings.worker.pipeline().connections().is_empty() {
                 break;
             }
-            assert_eq!(worker.poll_once(), 0);
+            assert_eq!(rings.worker.poll_once(), 0);
         }
-        assert_eq!(worker.pipeline().connections().len(), 0, "expired");
+        assert_eq!(rings.worker.pipeline().connections().len(), 0, "expired");
         assert!(
-            worker.busy_cycles() > busy,
+            rings.worker.busy_cycles() > busy,
             "the polls that removed them were timed"
         );
-        let busy = worker.busy_cycles();
-        assert_eq!(worker.poll_once(), 0);
-        assert_eq!(worker.busy_cycles(), busy, "an idle poll adds no busy time");
+        let busy = rings.worker.busy_cycles();
+        assert_eq!(rings.worker.poll_once(), 0);
+        assert_eq!(
+            rings.worker.busy_cycles(),
+            busy,
+            "an idle poll adds no busy time"
+        );
     }
     assert_eq!(pool.in_use(), 0, "no mbuf leaked");
 }

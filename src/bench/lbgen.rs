@@ -17,6 +17,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use dataplane::dpdk::{MbufBurst, Mempool, Port, RxQueue, MAX_BURST};
 use dataplane::wire::checksum;
+use dataplane::wire::ethernet::ethertype;
 
 use super::options::BenchOptions;
 
@@ -124,11 +125,15 @@ impl Traffic {
             f[..6].copy_from_slice(&dst_mac);
             f[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0xc1, 0x01]);
             if let Some(vid) = layout.vlan {
-                f[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+                f[12..14].copy_from_slice(&ethertype::VLAN.to_be_bytes());
                 f[14..16].copy_from_slice(&vid.to_be_bytes());
             }
-            let ethertype: u16 = if layout.v6 { 0x86dd } else { 0x0800 };
-            f[l3 - 2..l3].copy_from_slice(&ethertype.to_be_bytes());
+            let l3_type = if layout.v6 {
+                ethertype::IPV6
+            } else {
+                ethertype::IPV4
+            };
+            f[l3 - 2..l3].copy_from_slice(&l3_type.to_be_bytes());
             let l4_len = f.len() - l4;
             if layout.v6 {
                 f[l3] = 0x60;

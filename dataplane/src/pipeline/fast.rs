@@ -13,6 +13,7 @@
 use crate::conntrack::{Direction, Probe, Tick};
 use crate::flow::{Addr, FlowKey, Proto};
 use crate::snapshot::Snapshot;
+use crate::wire::ethernet::ethertype;
 
 use super::rewrite::apply;
 use super::{DropReason, PacketBuf, Verdict, Worker};
@@ -28,11 +29,9 @@ const L4_V6: usize = L3 + 40;
 const MIN_FRAME_V6_UDP: usize = L4_V6 + 8;
 /// The same for IPv6 TCP: a 20-byte TCP header.
 const MIN_FRAME_V6_TCP: usize = L4_V6 + 20;
-const ETHERTYPE_IPV4: [u8; 2] = [0x08, 0x00];
-const ETHERTYPE_IPV6: [u8; 2] = [0x86, 0xdd];
-/// The tag protocol ids the general parser takes for a VLAN tag (802.1Q, 802.1ad).
-const ETHERTYPE_8021Q: [u8; 2] = [0x81, 0x00];
-const ETHERTYPE_8021AD: [u8; 2] = [0x88, 0xa8];
+// The parser's EtherTypes as the bytes on the wire, compared without a conversion.
+const ETHERTYPE_IPV4: [u8; 2] = ethertype::IPV4.to_be_bytes();
+const ETHERTYPE_IPV6: [u8; 2] = ethertype::IPV6.to_be_bytes();
 /// Length of a VLAN tag: a tagged frame is an untagged one with the headers 4 bytes later.
 const TAG: usize = 4;
 /// [`FastPacket::shape`]: the frame has a VLAN tag (its id in the low 12 bits).
@@ -110,10 +109,12 @@ pub(super) fn is_untagged_v4(frame: &[u8]) -> bool {
 /// [`recognise`] for what is not untagged IPv4: IPv6 and tagged frames.
 #[inline(never)]
 pub(super) fn recognise_other(frame: &[u8]) -> Option<FastPacket> {
-    let ethertype = frame.get(12..14)?;
-    if ethertype == ETHERTYPE_IPV6 {
+    let &[hi, lo] = frame.get(12..14)? else {
+        return None;
+    };
+    if [hi, lo] == ETHERTYPE_IPV6 {
         recognise_v6(frame)
-    } else if ethertype == ETHERTYPE_8021Q || ethertype == ETHERTYPE_8021AD {
+    } else if ethertype::is_vlan_tag(u16::from_be_bytes([hi, lo])) {
         recognise_tagged(frame)
     } else {
         None
@@ -127,11 +128,11 @@ fn recognise_tagged(frame: &[u8]) -> Option<FastPacket> {
     let tci = frame.get(14..16)?;
     let vlan = u16::from_be_bytes([tci[0], tci[1]]) & 0x0fff;
     let inner = frame.get(TAG..)?;
-    let ethertype = inner.get(12..14)?;
+    let inner_type = inner.get(12..14)?;
     // A second tag (QinQ) is left to the general path.
-    let mut fast = if ethertype == ETHERTYPE_IPV4 {
+    let mut fast = if inner_type == ETHERTYPE_IPV4 {
         recognise_v4(inner)?
-    } else if ethertype == ETHERTYPE_IPV6 {
+    } else if inner_type == ETHERTYPE_IPV6 {
         recognise_v6(inner)?
     } else {
         return None;
