@@ -221,6 +221,7 @@ async fn sluiced_serves_programs_reports_and_stops_cleanly() {
         "sluice_service_info{service=\"web\",vip=\"198.18.100.10\",port=\"80\",protocol=\"tcp\"} 1",
         "sluice_backend_connections_total{service=\"web\",backend=\"198.19.0.1:8080\"} 0",
         "sluice_worker_running{worker=\"0\",lcore=\"1\"} 1",
+        "sluice_worker_connections_expired_under_pressure_total{worker=\"0\",lcore=\"1\"} 0",
         "sluice_port_rx_packets_total{port=\"port0\"}",
         "sluice_drops_total{reason=\"no_connection\"}",
     ] {

@@ -126,6 +126,7 @@ pub fn launch(
             udp: ms,
             udp_stream: ms,
             icmp: ms,
+            embryonic_under_pressure: ms,
         }
         .clamped(),
         None => Timeouts::DEFAULT,

@@ -296,6 +296,7 @@ pub struct WorkerStatsView {
     pub busy_ratio: f64,
     pub to_host_packets: u64,
     pub from_host_packets: u64,
+    pub expired_under_pressure: u64,
 }
 
 impl WorkerStatsView {
@@ -315,6 +316,7 @@ impl WorkerStatsView {
             busy_ratio: worker.busy_ratio,
             to_host_packets: worker.to_host_packets,
             from_host_packets: worker.from_host_packets,
+            expired_under_pressure: worker.expired_under_pressure,
         }
     }
 }

@@ -184,7 +184,7 @@ pub fn render(controller: &Controller, ready: bool) -> String {
 
     // Workers.
     type WorkerField = fn(&super::stats::WorkerView) -> u64;
-    let worker_fields: [(&str, &str, &str, WorkerField); 17] = [
+    let worker_fields: [(&str, &str, &str, WorkerField); 18] = [
         (
             "sluice_worker_rx_packets_total",
             "counter",
@@ -232,6 +232,12 @@ pub fn render(controller: &Controller, ready: bool) -> String {
             "counter",
             "Connections the worker created.",
             |w| w.counters.new_connections.get(),
+        ),
+        (
+            "sluice_worker_connections_expired_under_pressure_total",
+            "counter",
+            "Connections not yet established that expired early because the table or an SNAT pool was nearly full.",
+            |w| w.counters.expired_under_pressure.get(),
         ),
         (
             "sluice_worker_active_connections",

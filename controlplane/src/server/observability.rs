@@ -63,6 +63,7 @@ pub(crate) fn worker_stats(worker: &WorkerView) -> v1::WorkerStats {
         busy_ratio: worker.busy_ratio,
         to_host_packets: c.to_host.get(),
         from_host_packets: c.from_host.get(),
+        expired_under_pressure: c.expired_under_pressure.get(),
     }
 }
 

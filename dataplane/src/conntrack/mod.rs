@@ -28,6 +28,33 @@ pub use table::{
 /// The most [`sweep_speedup`] multiplies the expiry sweep's budget by.
 pub const MAX_SWEEP_SPEEDUP: usize = 16;
 
+/// The [`sweep_speedup`] from which the sweep ages under pressure: 8, when 7/8 of the table's
+/// entries or of an SNAT pool's ports are taken.
+pub const PRESSURE_SPEEDUP: usize = 8;
+
+/// How the expiry sweep ages connections.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Aging {
+    /// Every connection lives its state's timeout.
+    #[default]
+    Normal,
+    /// The table or an SNAT pool is nearly full: connections not yet established expire after
+    /// [`Timeouts::embryonic_under_pressure`] if their state's timeout is longer.
+    UnderPressure,
+}
+
+impl Aging {
+    /// The aging for a sweep running `speedup` times its base budget.
+    #[inline]
+    pub fn for_speedup(speedup: usize) -> Aging {
+        if speedup >= PRESSURE_SPEEDUP {
+            Aging::UnderPressure
+        } else {
+            Aging::Normal
+        }
+    }
+}
+
 /// How many times its base budget the expiry sweep examines while `used` of `total` resources
 /// (table entries, SNAT ports) are taken: 1 while at most half are, then the inverse of the
 /// free share (2 at 50%, 4 at 75%, 10 at 90%), at most [`MAX_SWEEP_SPEEDUP`].

@@ -4,7 +4,7 @@
 //! closing and reset connections quickly while keeping established ones, as a NAT must
 //! (RFC 5382). UDP and ICMP have two states: unreplied, and replied ("assured").
 
-use super::Direction;
+use super::{Aging, Direction};
 use crate::flow::Proto;
 
 /// TCP header flag bits, as in the flags byte of the TCP header.
@@ -90,6 +90,12 @@ pub struct Timeouts {
     pub udp_stream: u32,
     /// ICMP/ICMPv6 echo.
     pub icmp: u32,
+    /// Connections not yet established (TCP before the handshake's last ACK; UDP and ICMP
+    /// before a reply) expire after at most this while the table or an SNAT pool is under
+    /// pressure (see [`super::Aging`]): a SYN flood or a scan then cannot hold the table full
+    /// for `tcp_syn` and lock out new clients. Linux conntrack's early drop and IPVS's
+    /// defence modes do the same to unconfirmed entries.
+    pub embryonic_under_pressure: u32,
 }
 
 impl Timeouts {
@@ -106,6 +112,7 @@ impl Timeouts {
         udp: 30_000,
         udp_stream: 180_000,
         icmp: 30_000,
+        embryonic_under_pressure: 5_000,
     };
 
     /// Every field clamped to [`Timeouts::MAX`].
@@ -120,6 +127,7 @@ impl Timeouts {
             udp: c(self.udp),
             udp_stream: c(self.udp_stream),
             icmp: c(self.icmp),
+            embryonic_under_pressure: c(self.embryonic_under_pressure),
         }
     }
 }
@@ -280,6 +288,28 @@ impl Tracker {
         }
     }
 
+    /// Whether the connection has not been confirmed by the other side yet: TCP before the
+    /// handshake completes, UDP and ICMP before a reply.
+    #[inline]
+    pub fn is_embryonic(&self) -> bool {
+        matches!(
+            self.state,
+            ConnState::SynSent | ConnState::SynReceived | ConnState::Unreplied
+        )
+    }
+
+    /// The idle timeout of the current state under `aging`, in milliseconds.
+    #[inline]
+    pub fn timeout_under(&self, proto: Proto, timeouts: &Timeouts, aging: Aging) -> u32 {
+        let timeout = self.timeout(proto, timeouts);
+        match aging {
+            Aging::UnderPressure if self.is_embryonic() => {
+                timeout.min(timeouts.embryonic_under_pressure)
+            }
+            _ => timeout,
+        }
+    }
+
     /// The idle timeout of the current state, in milliseconds.
     #[inline]
     pub fn timeout(&self, proto: Proto, timeouts: &Timeouts) -> u32 {
@@ -429,6 +459,60 @@ mod tests {
             ..Timeouts::DEFAULT
         };
         assert_eq!(big.clamped().udp, Timeouts::MAX);
+    }
+
+    #[test]
+    fn under_pressure_only_unconfirmed_connections_age_faster() {
+        let to = Timeouts::DEFAULT;
+        let short = to.embryonic_under_pressure;
+        let mut tcp = Tracker::new(Proto::Tcp);
+        tcp.on_packet(Original, SYN);
+        assert!(tcp.is_embryonic());
+        assert_eq!(
+            tcp.timeout_under(Proto::Tcp, &to, Aging::Normal),
+            to.tcp_syn
+        );
+        assert_eq!(
+            tcp.timeout_under(Proto::Tcp, &to, Aging::UnderPressure),
+            short
+        );
+        tcp.on_packet(Reply, SYN | ACK);
+        assert_eq!(tcp.state(), ConnState::SynReceived);
+        assert_eq!(
+            tcp.timeout_under(Proto::Tcp, &to, Aging::UnderPressure),
+            short
+        );
+        tcp.on_packet(Original, ACK);
+        assert!(!tcp.is_embryonic());
+        assert_eq!(
+            tcp.timeout_under(Proto::Tcp, &to, Aging::UnderPressure),
+            to.tcp_established
+        );
+        let mut udp = Tracker::new(Proto::Udp);
+        assert_eq!(
+            udp.timeout_under(Proto::Udp, &to, Aging::UnderPressure),
+            short
+        );
+        udp.on_packet(Reply, 0);
+        assert_eq!(
+            udp.timeout_under(Proto::Udp, &to, Aging::UnderPressure),
+            to.udp_stream
+        );
+        // A state timeout shorter than the pressure one is kept.
+        let quick = Timeouts {
+            icmp: 1_000,
+            ..Timeouts::DEFAULT
+        };
+        let icmp = Tracker::new(Proto::Icmp);
+        assert_eq!(
+            icmp.timeout_under(Proto::Icmp, &quick, Aging::UnderPressure),
+            1_000
+        );
+        assert_eq!(Aging::for_speedup(7), Aging::Normal);
+        assert_eq!(
+            Aging::for_speedup(super::super::PRESSURE_SPEEDUP),
+            Aging::UnderPressure
+        );
     }
 
     #[test]

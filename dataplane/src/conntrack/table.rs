@@ -22,7 +22,7 @@
 //! address: 106 KiB for small tables, 1.7 MiB from 262,144 connections up).
 
 use super::state::{ConnState, Timeouts, Tracker, Transition};
-use super::{Direction, Tick};
+use super::{Aging, Direction, Tick};
 use crate::flow::{endpoint_hash, Addr, FlowKey, Proto};
 use crate::mem::{huge_page_vec, prefetch};
 use core::fmt;
@@ -105,6 +105,9 @@ pub struct Swept {
     pub examined: usize,
     /// Connections removed (expired).
     pub removed: usize,
+    /// Of those, connections that only [`Aging::UnderPressure`] expired (not yet established,
+    /// idle less than their state's own timeout).
+    pub removed_early: usize,
 }
 
 /// Why an insert failed. Nothing changed in the table.
@@ -985,16 +988,19 @@ impl ConnTable {
     /// work: call it once per burst; the whole table is swept every `capacity / budget` calls.
     /// Returns the number removed.
     pub fn expire(&mut self, now: Tick, budget: usize, on_expire: impl FnMut(&ConnInfo)) -> usize {
-        self.expire_step(now, budget, usize::MAX, on_expire).removed
+        self.expire_step(now, budget, usize::MAX, Aging::Normal, on_expire)
+            .removed
     }
 
-    /// [`ConnTable::expire`] that also stops once it has removed `max_removed` connections
-    /// (the next call goes on from there): a removal costs far more than a look at an entry.
+    /// [`ConnTable::expire`] under `aging` that also stops once it has removed `max_removed`
+    /// connections (the next call goes on from there): a removal costs far more than a look
+    /// at an entry.
     pub fn expire_step(
         &mut self,
         now: Tick,
         budget: usize,
         max_removed: usize,
+        aging: Aging,
         mut on_expire: impl FnMut(&ConnInfo),
     ) -> Swept {
         let capacity = self.conns.len() as u32;
@@ -1003,7 +1009,7 @@ impl ConnTable {
         // Expired entries are gathered a batch at a time and their index slots prefetched
         // before any is removed: in a large table those slots are cold, and removing each as
         // it is found waited for them one after the other.
-        let mut batch = [(0u32, [Probe { hash: 0, home: 0 }; 2]); EXPIRE_BATCH];
+        let mut batch = [(0u32, [Probe { hash: 0, home: 0 }; 2], false); EXPIRE_BATCH];
         while swept.examined < limit && swept.removed < max_removed {
             let wanted = EXPIRE_BATCH.min(max_removed - swept.removed);
             let mut gathered = 0;
@@ -1011,9 +1017,10 @@ impl ConnTable {
                 swept.examined += 1;
                 let index = self.cursor;
                 self.cursor = if index + 1 >= capacity { 0 } else { index + 1 };
-                if !self.is_expired(index, now) {
+                if !self.is_expired(index, now, aging) {
                     continue;
                 }
+                let early = aging != Aging::Normal && !self.is_expired(index, now, Aging::Normal);
                 let Some(probes) = self.probes_of(ConnId(index)) else {
                     continue;
                 };
@@ -1021,27 +1028,31 @@ impl ConnTable {
                     self.prefetch_probe_slot(probe);
                 }
                 if let Some(slot) = batch.get_mut(gathered) {
-                    *slot = (index, probes);
+                    *slot = (index, probes, early);
                     gathered += 1;
                 }
             }
-            for (index, probes) in batch.iter().take(gathered) {
+            for (index, probes, early) in batch.iter().take(gathered) {
                 if let Some(info) = self.remove_probed(ConnId(*index), now, probes) {
                     on_expire(&info);
                     swept.removed += 1;
+                    swept.removed_early += usize::from(*early);
                 }
             }
         }
         swept
     }
 
-    /// Whether the entry at `index` holds a connection idle longer than its state's timeout.
+    /// Whether the entry at `index` holds a connection idle longer than its state's timeout
+    /// under `aging`.
     #[inline]
-    fn is_expired(&self, index: u32, now: Tick) -> bool {
+    fn is_expired(&self, index: u32, now: Tick, aging: Aging) -> bool {
         self.conns.get(index as usize).is_some_and(|conn| {
             conn.is_live()
                 && now.millis_since(conn.last_seen)
-                    >= conn.tracker.timeout(conn.proto, &self.timeouts)
+                    >= conn
+                        .tracker
+                        .timeout_under(conn.proto, &self.timeouts, aging)
         })
     }
 

@@ -93,6 +93,9 @@ pub struct WorkerCounters {
     pub handoff_in: Counter,
     pub new_connections: Counter,
     pub closed_connections: Counter,
+    /// Connections not yet established that expired early because the table or an SNAT pool
+    /// was nearly full (included in `closed_connections`).
+    pub expired_under_pressure: Counter,
     /// Connections open now in this worker's table (a gauge, written by the worker).
     pub active_connections: Counter,
     /// TCP resets and ICMP unreachables sent for refused flows.
@@ -143,6 +146,7 @@ impl WorkerCounters {
             handoff_in: Counter::default(),
             new_connections: Counter::default(),
             closed_connections: Counter::default(),
+            expired_under_pressure: Counter::default(),
             active_connections: Counter::default(),
             rejects_sent: Counter::default(),
             echo_replies: Counter::default(),

@@ -19,8 +19,8 @@ pub mod vlan;
 use std::sync::Arc;
 
 use crate::conntrack::{
-    sweep_speedup, ConnInfo, ConnTable, Direction, Ownership, PortPartition, Probe, SnatPorts,
-    Swept, Tick, Timeouts, Transition,
+    sweep_speedup, Aging, ConnInfo, ConnTable, Direction, Ownership, PortPartition, Probe,
+    SnatPorts, Swept, Tick, Timeouts, Transition,
 };
 use crate::flow::{Addr, FlowKey, NatMode, Proto};
 use crate::lb::RoundRobinCursors;
@@ -1037,15 +1037,23 @@ impl Worker {
 
     /// Ages the connection table a bounded step and releases what expired connections held:
     /// at most `entries` (and `expire_budget`) entries examined and [`MAX_REMOVALS_PER_STEP`]
-    /// connections removed, so a step never holds the next burst up for long.
+    /// connections removed, so a step never holds the next burst up for long. While the table
+    /// or an SNAT pool is nearly full, connections not yet established age faster (see
+    /// [`Aging`]).
     pub fn sweep_step(&mut self, now: Tick, entries: usize) -> Swept {
         let budget = entries.min(self.cfg.expire_budget);
+        let aging = Aging::for_speedup(self.sweep_speedup());
         let counters = &self.counters;
         let snat = &mut self.snat;
-        self.conns
-            .expire_step(now, budget, MAX_REMOVALS_PER_STEP, |info| {
+        let swept = self
+            .conns
+            .expire_step(now, budget, MAX_REMOVALS_PER_STEP, aging, |info| {
                 account_closed(counters, snat, info)
-            })
+            });
+        counters
+            .expired_under_pressure
+            .add(swept.removed_early as u64);
+        swept
     }
 
     /// How many times `expire_budget` this tick's sweep examines: set by the fuller of the

@@ -981,6 +981,35 @@ fn a_full_table_drops_new_flows_and_keeps_existing_ones() {
 }
 
 #[test]
+fn a_syn_flood_filling_the_table_gives_way_to_new_clients_after_the_pressure_timeout() {
+    let mut c = Cluster::with(1, |cfg| cfg.conn_capacity = 16);
+    // One established connection (an ACK is picked up mid-stream as established).
+    let mut ack = syn_fields(999);
+    ack.syn = false;
+    ack.ack = Some(1);
+    assert_eq!(c.send(ack.build(), 0).0, Verdict::Forward { port: 1 });
+    // A flood of SYNs that never complete takes the rest of the table.
+    for p in 0..15 {
+        assert_eq!(c.send(syn(1000 + p), 0).0, Verdict::Forward { port: 1 });
+    }
+    assert_eq!(c.send(syn(2000), 0).0, Verdict::Drop(DropReason::TableFull));
+    // Without pressure they would hold their entries for the SYN timeout (120 s); with the
+    // table full they go after `embryonic_under_pressure`.
+    let short = Timeouts::DEFAULT.embryonic_under_pressure;
+    c.now = c.now.plus_millis(short - 1);
+    assert_eq!(c.workers[0].housekeeping(c.now), 0);
+    assert_eq!(c.send(syn(2001), 0).0, Verdict::Drop(DropReason::TableFull));
+    c.now = c.now.plus_millis(1);
+    assert_eq!(c.workers[0].housekeeping(c.now), 15);
+    assert_eq!(c.send(syn(2002), 0).0, Verdict::Forward { port: 1 });
+    let w = &c.workers[0];
+    assert_eq!(w.counters().expired_under_pressure.get(), 15);
+    assert_eq!(w.counters().closed_connections.get(), 15);
+    assert_eq!(w.connections().len(), 2);
+    assert_eq!(c.send(ack.build(), 0).0, Verdict::Forward { port: 1 });
+}
+
+#[test]
 fn the_expiry_sweep_speeds_up_as_the_table_fills() {
     let mut c = Cluster::with(1, |cfg| {
         cfg.conn_capacity = 64;

@@ -537,11 +537,15 @@ fn an_expire_step_stops_after_max_removed_and_the_next_goes_on() {
     }
     let now = Tick(Timeouts::DEFAULT.udp + 1);
     let mut removed = Vec::new();
-    let first = t.expire_step(now, 256, 20, |info| removed.push(info.original));
+    let first = t.expire_step(now, 256, 20, Aging::Normal, |info| {
+        removed.push(info.original)
+    });
     assert_eq!(first.removed, 20);
     assert!(first.examined < 256, "{first:?}");
     t.check_invariants();
-    let rest = t.expire_step(now, 256, usize::MAX, |info| removed.push(info.original));
+    let rest = t.expire_step(now, 256, usize::MAX, Aging::Normal, |info| {
+        removed.push(info.original)
+    });
     assert_eq!(rest.removed, 66 - 20);
     t.check_invariants();
     assert_eq!(t.len(), 34);
@@ -550,6 +554,61 @@ fn an_expire_step_stops_after_max_removed_and_the_next_goes_on() {
         assert_eq!(t.lookup(&o).is_some(), i % 3 == 0, "connection {i}");
         assert_eq!(removed.contains(&o), i % 3 != 0, "connection {i}");
     }
+}
+
+/// Under pressure, connections that never completed their handshake (a SYN flood's) expire
+/// after `embryonic_under_pressure`; established ones and unconfirmed ones idle for less keep
+/// their places, and the sweep reports which removals only the pressure caused.
+#[test]
+fn under_pressure_unconfirmed_connections_expire_early() {
+    use Direction::{Original as O, Reply as R};
+    let to = Timeouts::DEFAULT;
+    let short = to.embryonic_under_pressure;
+    let mut t = ConnTable::new(64, 5);
+    let open = |t: &mut ConnTable, i: u32, packets: &[(Direction, u8)], at: Tick| {
+        let o = original(client(i), 3000 + i as u16, Proto::Tcp);
+        let id = t
+            .insert(o, dnat_reply(&o, backend(1)), data(NatMode::Dnat), at)
+            .unwrap();
+        for &(dir, f) in packets {
+            t.get_mut(id).unwrap().on_packet(dir, f, 60, at);
+        }
+        o
+    };
+    let flood: Vec<FlowKey> = (0..40)
+        .map(|i| open(&mut t, i, &[(O, SYN)], Tick(0)))
+        .collect();
+    let half_open = open(&mut t, 40, &[(O, SYN), (R, SYN | ACK)], Tick(0));
+    let established = open(&mut t, 41, &[(O, SYN), (R, SYN | ACK), (O, ACK)], Tick(0));
+    let recent = open(&mut t, 42, &[(O, SYN)], Tick(short / 2));
+    let udp = original(client(43), 4000, Proto::Udp);
+    t.insert(
+        udp,
+        dnat_reply(&udp, backend(1)),
+        data(NatMode::Dnat),
+        Tick(0),
+    )
+    .unwrap();
+
+    let now = Tick(short);
+    let normal = t.expire_step(now, 64, usize::MAX, Aging::Normal, |_| {});
+    assert_eq!((normal.removed, normal.removed_early), (0, 0));
+    let mut gone = Vec::new();
+    let swept = t.expire_step(now, 64, usize::MAX, Aging::UnderPressure, |info| {
+        gone.push(info.original)
+    });
+    t.check_invariants();
+    assert_eq!((swept.removed, swept.removed_early), (42, 42), "{swept:?}");
+    for key in flood.iter().chain([&half_open, &udp]) {
+        assert!(gone.contains(key) && t.lookup(key).is_none(), "{key:?}");
+    }
+    assert!(t.lookup(&established).is_some());
+    assert!(t.lookup(&recent).is_some());
+    // Whatever a state's own timeout had expired anyway is not counted as early.
+    let later = Tick(short / 2 + to.tcp_syn);
+    let swept = t.expire_step(later, 64, usize::MAX, Aging::UnderPressure, |_| {});
+    assert_eq!((swept.removed, swept.removed_early), (1, 0));
+    assert!(t.lookup(&established).is_some());
 }
 
 /// A deterministic xorshift for the long randomized test.
