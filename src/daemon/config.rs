@@ -9,6 +9,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use dataplane::conntrack::Timeouts;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -139,6 +140,73 @@ pub struct DataplaneConfig {
     /// Counter slots for services and for backends (of all services together).
     pub service_counter_slots: u32,
     pub backend_counter_slots: u32,
+    /// Connection-tracking idle timeouts.
+    pub timeouts: TimeoutsConfig,
+}
+
+/// Connection-tracking idle timeouts per state, in seconds (fractions allowed, at least a
+/// millisecond); the defaults are [`Timeouts::DEFAULT`]'s.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    pub tcp_syn: f64,
+    pub tcp_established: f64,
+    pub tcp_fin: f64,
+    pub tcp_time_wait: f64,
+    pub tcp_close: f64,
+    pub udp: f64,
+    pub udp_stream: f64,
+    pub icmp: f64,
+    pub embryonic_under_pressure: f64,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        let t = Timeouts::DEFAULT;
+        let secs = |ms: u32| f64::from(ms) / 1000.0;
+        TimeoutsConfig {
+            tcp_syn: secs(t.tcp_syn),
+            tcp_established: secs(t.tcp_established),
+            tcp_fin: secs(t.tcp_fin),
+            tcp_time_wait: secs(t.tcp_time_wait),
+            tcp_close: secs(t.tcp_close),
+            udp: secs(t.udp),
+            udp_stream: secs(t.udp_stream),
+            icmp: secs(t.icmp),
+            embryonic_under_pressure: secs(t.embryonic_under_pressure),
+        }
+    }
+}
+
+impl TimeoutsConfig {
+    /// The timeouts in the dataplane's milliseconds; an error names the first value that is
+    /// not between a millisecond and [`Timeouts::MAX`] (about 24.8 days).
+    pub fn to_timeouts(&self) -> Result<Timeouts> {
+        let ms = |name: &str, secs: f64| -> Result<u32> {
+            let ms = (secs * 1000.0).round();
+            if !(1.0..=f64::from(Timeouts::MAX)).contains(&ms) {
+                bail!(
+                    "dataplane.timeouts.{name}: {secs} s is out of range (0.001 to {} s)",
+                    Timeouts::MAX / 1000
+                );
+            }
+            Ok(ms as u32)
+        };
+        Ok(Timeouts {
+            tcp_syn: ms("tcp_syn", self.tcp_syn)?,
+            tcp_established: ms("tcp_established", self.tcp_established)?,
+            tcp_fin: ms("tcp_fin", self.tcp_fin)?,
+            tcp_time_wait: ms("tcp_time_wait", self.tcp_time_wait)?,
+            tcp_close: ms("tcp_close", self.tcp_close)?,
+            udp: ms("udp", self.udp)?,
+            udp_stream: ms("udp_stream", self.udp_stream)?,
+            icmp: ms("icmp", self.icmp)?,
+            embryonic_under_pressure: ms(
+                "embryonic_under_pressure",
+                self.embryonic_under_pressure,
+            )?,
+        })
+    }
 }
 
 impl Default for DataplaneConfig {
@@ -152,6 +220,7 @@ impl Default for DataplaneConfig {
             handoff_ring_size: 4096,
             service_counter_slots: controlplane::limits::MAX_SERVICES as u32,
             backend_counter_slots: controlplane::limits::MAX_BACKENDS_TOTAL as u32,
+            timeouts: TimeoutsConfig::default(),
         }
     }
 }
@@ -542,6 +611,7 @@ impl Config {
             bail!("dataplane.handoff_ring_size: must be a power of two");
         }
         self.dataplane.snat_range()?;
+        self.dataplane.timeouts.to_timeouts()?;
         self.socket_mode()?;
         self.api_tcp()?;
         self.admin_listen()?;
@@ -677,6 +747,42 @@ mod tests {
         assert_eq!(config.port_names(), ["a"]);
         assert_eq!(config.api_tcp().unwrap(), None);
         assert_eq!(config.workers.count, Some(3));
+    }
+
+    #[test]
+    fn timeouts_are_read_in_seconds_and_checked() {
+        let base = "[[ports]]\nname = \"p\"\ndevice = \"net_null0\"\n";
+        let config = parse(base).unwrap();
+        assert_eq!(
+            config.dataplane.timeouts.to_timeouts().unwrap(),
+            Timeouts::DEFAULT
+        );
+        let config = parse(&format!(
+            "{base}[dataplane.timeouts]\ntcp_syn = 30\nudp = 0.25\nembryonic_under_pressure = 2"
+        ))
+        .unwrap();
+        config.check().unwrap();
+        let t = config.dataplane.timeouts.to_timeouts().unwrap();
+        assert_eq!(
+            (t.tcp_syn, t.udp, t.embryonic_under_pressure),
+            (30_000, 250, 2_000)
+        );
+        assert_eq!(t.tcp_established, Timeouts::DEFAULT.tcp_established);
+        for bad in [
+            "tcp_fin = 0",
+            "icmp = -1",
+            "udp_stream = 1e9",
+            "tcp_close = nan",
+        ] {
+            let config = parse(&format!("{base}[dataplane.timeouts]\n{bad}")).unwrap();
+            let err = config.check().unwrap_err().to_string();
+            let field = bad.split(' ').next().unwrap();
+            assert!(
+                err.contains(&format!("dataplane.timeouts.{field}")),
+                "{bad}: {err}"
+            );
+        }
+        assert!(parse(&format!("{base}[dataplane.timeouts]\ntcp_sin = 3")).is_err());
     }
 
     #[test]

@@ -227,6 +227,7 @@ fn run_with_eal(
             .collect(),
         service_counter_slots: config.dataplane.service_counter_slots,
         backend_counter_slots: config.dataplane.backend_counter_slots,
+        timeouts: config.dataplane.timeouts.to_timeouts()?,
         ..WorkerConfig::default()
     };
     let rx_queues: Vec<u16> = open_ports.iter().map(|p| p.info.rx_queues).collect();
