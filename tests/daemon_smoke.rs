@@ -1,7 +1,8 @@
 //! The real `sluiced` binary on `net_null` ports without hugepages: it becomes ready, takes a
 //! service over gRPC (the generated Rust client), shows it in `/metrics`, stops cleanly on
 //! SIGTERM with every mbuf back in the pool, and restores the service after a restart. A
-//! corrupt state file stops it before DPDK starts.
+//! corrupt state file stops it before DPDK starts, and so does an out-of-range connection
+//! timeout in the config file (whose valid timeouts `--check-config` shows).
 #![cfg(feature = "dpdk")]
 
 use sluice_proto::v1;
@@ -296,4 +297,35 @@ fn a_corrupt_state_file_stops_the_start() {
     assert!(std::fs::read(state.join("state.json"))
         .unwrap()
         .ends_with(b"oops"));
+}
+
+#[test]
+fn connection_timeouts_come_from_the_config_file_and_bad_ones_stop_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluiced.toml");
+    let check = |timeouts: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[[ports]]\nname = \"port0\"\ndevice = \"net_null0\"\n\
+                 [dataplane.timeouts]\n{timeouts}\n"
+            ),
+        )
+        .unwrap();
+        Command::new(SLUICED)
+            .arg("--config")
+            .arg(&config)
+            .arg("--check-config")
+            .output()
+            .unwrap()
+    };
+    let ok = check("tcp_syn = 30\nembryonic_under_pressure = 2.5");
+    assert!(ok.status.success(), "{ok:?}");
+    let shown = String::from_utf8_lossy(&ok.stdout);
+    assert!(shown.contains("tcp_syn: 30.0"), "{shown}");
+    assert!(shown.contains("embryonic_under_pressure: 2.5"), "{shown}");
+    let bad = check("udp = 0");
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("dataplane.timeouts.udp"), "{stderr}");
 }
