@@ -92,9 +92,9 @@ pub struct Timeouts {
     pub icmp: u32,
     /// Connections not yet established (TCP before the handshake's last ACK; UDP and ICMP
     /// before a reply) expire after at most this while the table or an SNAT pool is under
-    /// pressure (see [`super::Aging`]): a SYN flood or a scan then cannot hold the table full
-    /// for `tcp_syn` and lock out new clients. Linux conntrack's early drop and IPVS's
-    /// defence modes do the same to unconfirmed entries.
+    /// pressure (see [`super::Aging`]): a SYN flood or a scan then holds each entry this long
+    /// instead of `tcp_syn`, and new clients get the entries it frees. Linux conntrack's early
+    /// drop and IPVS's defence modes do the same to unconfirmed entries.
     pub embryonic_under_pressure: u32,
 }
 
