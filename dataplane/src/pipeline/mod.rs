@@ -556,27 +556,32 @@ impl Worker {
         // Taken out for the burst (and put back below) so that stage 3 reads each entry in
         // place instead of copying it out of the worker it needs to borrow mutably.
         let mut staged = core::mem::take(&mut self.staged);
+        // The loops below run over slices of exactly the burst's length.
+        let (Some(pkts), Some(verdicts), Some(staged_burst)) = (
+            pkts.get_mut(..n),
+            verdicts.get_mut(..n),
+            staged.get_mut(..n),
+        ) else {
+            self.staged = staged;
+            return;
+        };
         // Stage 1: recognise the plain packets, hash their keys, prefetch their home slots.
         // (The staging array lives in the worker: nothing to initialise per burst.) Finding a
         // packet's bytes reads its descriptor, so those come first, all at once.
-        for pkt in pkts.iter().take(n) {
+        for pkt in pkts.iter() {
             pkt.prefetch_descriptor();
         }
-        for pkt in pkts.iter().take(PREFETCH_AHEAD.min(n)) {
+        for pkt in pkts.iter().take(PREFETCH_AHEAD) {
             prefetch(pkt.data().as_ptr());
         }
         // With several workers: the owner of each fast-path packet that is not this worker's.
         let (several_workers, me) = (self.cfg.workers > 1, self.cfg.index);
         let mut owners = [me; BURST];
-        for (i, slot) in staged.iter_mut().enumerate().take(n) {
+        for (i, (pkt, slot)) in pkts.iter().zip(staged_burst.iter_mut()).enumerate() {
             // Headers a few packets ahead: a NIC's DMA leaves them in memory, not in L1.
-            if let Some(ahead) = pkts
-                .get(i + PREFETCH_AHEAD)
-                .filter(|_| i + PREFETCH_AHEAD < n)
-            {
+            if let Some(ahead) = pkts.get(i + PREFETCH_AHEAD) {
                 prefetch(ahead.data().as_ptr());
             }
-            let Some(pkt) = pkts.get(i) else { break };
             let stage = |fast: fast::FastPacket| {
                 let probe = self.conns.probe(self.conns.hash_key(&fast.key));
                 self.conns.prefetch_probe_slot(&probe);
@@ -594,7 +599,7 @@ impl Worker {
         // Stage 2: prefetch the connections the home slots point at. With several workers,
         // another worker's packet is only passed on: it is unstaged, and its owner noted.
         if several_workers {
-            for (slot, owner_of) in staged.iter_mut().zip(owners.iter_mut()).take(n) {
+            for (slot, owner_of) in staged_burst.iter_mut().zip(owners.iter_mut()) {
                 if let Some((fast, _)) = slot {
                     let owner = self.owner(snap, &fast.key);
                     if owner != me {
@@ -607,7 +612,7 @@ impl Worker {
                 }
             }
         } else {
-            for (_, probe) in staged.iter().take(n).flatten() {
+            for (_, probe) in staged_burst.iter().flatten() {
                 self.conns.prefetch_probe_conn(probe);
             }
         }
@@ -615,9 +620,8 @@ impl Worker {
         for (i, ((pkt, verdict), fast)) in pkts
             .iter_mut()
             .zip(verdicts.iter_mut())
-            .zip(staged.iter())
+            .zip(staged_burst.iter())
             .enumerate()
-            .take(n)
         {
             // SYNs try the fast path here too: their slots are prefetched like every packet's,
             // so a retransmitted SYN costs no more than any established packet.
