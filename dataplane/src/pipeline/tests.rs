@@ -1082,6 +1082,41 @@ fn the_expiry_sweep_speeds_up_as_the_snat_ports_run_out() {
 }
 
 #[test]
+fn unanswered_full_nat_syns_give_their_ports_back_after_the_pressure_timeout() {
+    let mut c = Cluster::with(1, |cfg| {
+        cfg.snat_first_port = 20_000;
+        cfg.snat_last_port = 20_015;
+    });
+    let full_nat_syn = |p: u16| {
+        let mut t = syn_fields(p);
+        t.dport = 81;
+        t.build()
+    };
+    // The table is nearly empty, but every one of the 16 ports is held by a SYN that no
+    // backend answered.
+    for p in 0..16 {
+        assert_eq!(
+            c.send(full_nat_syn(1000 + p), 0).0,
+            Verdict::Forward { port: 1 }
+        );
+    }
+    assert_eq!(
+        c.send(full_nat_syn(2000), 0).0,
+        Verdict::Drop(DropReason::SnatExhausted)
+    );
+    let short = Timeouts::DEFAULT.embryonic_under_pressure;
+    c.now = c.now.plus_millis(short - 1);
+    assert_eq!(c.workers[0].housekeeping(c.now), 0);
+    c.now = c.now.plus_millis(1);
+    assert_eq!(c.workers[0].housekeeping(c.now), 16);
+    assert_eq!(c.workers[0].counters().expired_under_pressure.get(), 16);
+    assert_eq!(
+        c.send(full_nat_syn(2001), 0).0,
+        Verdict::Forward { port: 1 }
+    );
+}
+
+#[test]
 fn malformed_and_foreign_packets_are_dropped_and_counted() {
     let mut c = Cluster::new(1);
     let cases: Vec<(Vec<u8>, DropReason)> = vec![
