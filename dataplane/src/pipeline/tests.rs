@@ -1047,73 +1047,56 @@ fn a_sweep_step_removes_a_bounded_number_of_connections() {
     assert_eq!(w.counters().closed_connections.get(), 100);
 }
 
-#[test]
-fn the_expiry_sweep_speeds_up_as_the_snat_ports_run_out() {
-    let mut c = Cluster::with(1, |cfg| {
-        cfg.expire_budget = 2;
+/// One worker whose full-NAT pool has 16 ports (20000-20015); `expire_budget` as given.
+fn sixteen_snat_ports(expire_budget: usize) -> Cluster {
+    Cluster::with(1, |cfg| {
+        cfg.expire_budget = expire_budget;
         cfg.snat_first_port = 20_000;
         cfg.snat_last_port = 20_015;
-    });
-    let full_nat_syn = |p: u16| {
-        let mut t = syn_fields(p);
-        t.dport = 81;
-        t.build()
-    };
+    })
+}
+
+/// A SYN from client port `cport` to the full-NAT service, forwarded or refused as `expected`.
+fn send_full_nat_syn(c: &mut Cluster, cport: u16, expected: Verdict) {
+    let mut t = syn_fields(cport);
+    t.dport = 81;
+    assert_eq!(c.send(t.build(), 0).0, expected, "SYN from port {cport}");
+}
+
+const FORWARDED: Verdict = Verdict::Forward { port: 1 };
+
+#[test]
+fn the_expiry_sweep_speeds_up_as_the_snat_ports_run_out() {
+    let mut c = sixteen_snat_ports(2);
     for p in 0..15 {
-        assert_eq!(
-            c.send(full_nat_syn(1000 + p), 0).0,
-            Verdict::Forward { port: 1 }
-        );
+        send_full_nat_syn(&mut c, 1000 + p, FORWARDED);
     }
     // The table is nearly empty (15 of 4,096) but 15 of the 16 ports are taken: 16 times the
     // budget, so one step expires every connection and gives every port back.
     c.now = c.now.plus_millis(Timeouts::DEFAULT.tcp_syn + 1);
     assert_eq!(c.workers[0].housekeeping(c.now), 15);
     for p in 0..16 {
-        assert_eq!(
-            c.send(full_nat_syn(2000 + p), 0).0,
-            Verdict::Forward { port: 1 }
-        );
+        send_full_nat_syn(&mut c, 2000 + p, FORWARDED);
     }
-    assert_eq!(
-        c.send(full_nat_syn(3000), 0).0,
-        Verdict::Drop(DropReason::SnatExhausted)
-    );
+    send_full_nat_syn(&mut c, 3000, Verdict::Drop(DropReason::SnatExhausted));
 }
 
 #[test]
 fn unanswered_full_nat_syns_give_their_ports_back_after_the_pressure_timeout() {
-    let mut c = Cluster::with(1, |cfg| {
-        cfg.snat_first_port = 20_000;
-        cfg.snat_last_port = 20_015;
-    });
-    let full_nat_syn = |p: u16| {
-        let mut t = syn_fields(p);
-        t.dport = 81;
-        t.build()
-    };
+    let mut c = sixteen_snat_ports(WorkerConfig::default().expire_budget);
     // The table is nearly empty, but every one of the 16 ports is held by a SYN that no
     // backend answered.
     for p in 0..16 {
-        assert_eq!(
-            c.send(full_nat_syn(1000 + p), 0).0,
-            Verdict::Forward { port: 1 }
-        );
+        send_full_nat_syn(&mut c, 1000 + p, FORWARDED);
     }
-    assert_eq!(
-        c.send(full_nat_syn(2000), 0).0,
-        Verdict::Drop(DropReason::SnatExhausted)
-    );
+    send_full_nat_syn(&mut c, 2000, Verdict::Drop(DropReason::SnatExhausted));
     let short = Timeouts::DEFAULT.embryonic_under_pressure;
     c.now = c.now.plus_millis(short - 1);
     assert_eq!(c.workers[0].housekeeping(c.now), 0);
     c.now = c.now.plus_millis(1);
     assert_eq!(c.workers[0].housekeeping(c.now), 16);
     assert_eq!(c.workers[0].counters().expired_under_pressure.get(), 16);
-    assert_eq!(
-        c.send(full_nat_syn(2001), 0).0,
-        Verdict::Forward { port: 1 }
-    );
+    send_full_nat_syn(&mut c, 2001, FORWARDED);
 }
 
 #[test]
