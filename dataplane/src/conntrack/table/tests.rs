@@ -565,8 +565,8 @@ fn under_pressure_unconfirmed_connections_expire_early() {
     let to = Timeouts::DEFAULT;
     let short = to.embryonic_under_pressure;
     let mut t = ConnTable::new(64, 5);
-    let open = |t: &mut ConnTable, i: u32, packets: &[(Direction, u8)], at: Tick| {
-        let o = original(client(i), 3000 + i as u16, Proto::Tcp);
+    let open_as = |t: &mut ConnTable, proto, i: u32, packets: &[(Direction, u8)], at: Tick| {
+        let o = original(client(i), 3000 + i as u16, proto);
         let id = t
             .insert(o, dnat_reply(&o, backend(1)), data(NatMode::Dnat), at)
             .unwrap();
@@ -575,20 +575,16 @@ fn under_pressure_unconfirmed_connections_expire_early() {
         }
         o
     };
+    let open = |t: &mut ConnTable, i, packets: &[(Direction, u8)], at| {
+        open_as(t, Proto::Tcp, i, packets, at)
+    };
     let flood: Vec<FlowKey> = (0..40)
         .map(|i| open(&mut t, i, &[(O, SYN)], Tick(0)))
         .collect();
     let half_open = open(&mut t, 40, &[(O, SYN), (R, SYN | ACK)], Tick(0));
     let established = open(&mut t, 41, &[(O, SYN), (R, SYN | ACK), (O, ACK)], Tick(0));
     let recent = open(&mut t, 42, &[(O, SYN)], Tick(short / 2));
-    let udp = original(client(43), 4000, Proto::Udp);
-    t.insert(
-        udp,
-        dnat_reply(&udp, backend(1)),
-        data(NatMode::Dnat),
-        Tick(0),
-    )
-    .unwrap();
+    let udp = open_as(&mut t, Proto::Udp, 43, &[], Tick(0));
 
     let now = Tick(short);
     let normal = t.expire_step(now, 64, usize::MAX, Aging::Normal, |_| {});
