@@ -388,6 +388,9 @@ pub fn stats(stats: &v1::GetStatsResponse) -> String {
         Column::right("HANDOFF-RX"),
         Column::right("ACTIVE"),
         Column::right("TOTAL"),
+        // Unconfirmed connections expired early because the table or an SNAT pool was
+        // nearly full: a SYN flood or a scan.
+        Column::right("EXPIRED-EARLY"),
         Column::right("BUSY"),
     ]);
     for worker in &stats.workers {
@@ -401,6 +404,7 @@ pub fn stats(stats: &v1::GetStatsResponse) -> String {
             worker.handoffs_received.to_string(),
             worker.active_connections.to_string(),
             worker.total_connections.to_string(),
+            worker.expired_under_pressure.to_string(),
             format!("{:.0}%", worker.busy_ratio * 100.0),
         ]);
     }
@@ -721,6 +725,7 @@ mod tests {
             }],
             workers: vec![v1::WorkerStats {
                 busy_ratio: 0.25,
+                expired_under_pressure: 4321,
                 ..v1::WorkerStats::default()
             }],
             services: vec![v1::ServiceStats {
@@ -748,6 +753,10 @@ mod tests {
             ["PORT", "WORKER", "SERVICE", "SERVICE", "DROP-REASON"]
         );
         assert!(text.contains("25%"), "{text}");
+        assert!(
+            text.contains("EXPIRED-EARLY") && text.contains("4321"),
+            "{text}"
+        );
         let drops: Vec<&str> = text.lines().rev().take(2).collect();
         assert_eq!(drops, ["no_service          5", "bad_checksum        1"]);
         assert!(!text.contains("\n\n\n"));
