@@ -33,10 +33,9 @@ pub const MAX_SWEEP_SPEEDUP: usize = 16;
 pub const PRESSURE_SPEEDUP: usize = 8;
 
 /// How the expiry sweep ages connections.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Aging {
     /// Every connection lives its state's timeout.
-    #[default]
     Normal,
     /// The table or an SNAT pool is nearly full: connections not yet established expire after
     /// [`Timeouts::embryonic_under_pressure`] if their state's timeout is longer.

@@ -1017,10 +1017,9 @@ impl ConnTable {
                 swept.examined += 1;
                 let index = self.cursor;
                 self.cursor = if index + 1 >= capacity { 0 } else { index + 1 };
-                if !self.is_expired(index, now, aging) {
+                let Some(early) = self.expired(index, now, aging) else {
                     continue;
-                }
-                let early = aging != Aging::Normal && !self.is_expired(index, now, Aging::Normal);
+                };
                 let Some(probes) = self.probes_of(ConnId(index)) else {
                     continue;
                 };
@@ -1043,17 +1042,17 @@ impl ConnTable {
         swept
     }
 
-    /// Whether the entry at `index` holds a connection idle longer than its state's timeout
-    /// under `aging`.
+    /// If the entry at `index` holds a connection idle at least its state's timeout under
+    /// `aging`: whether only that aging expired it (`true`: early, under pressure).
     #[inline]
-    fn is_expired(&self, index: u32, now: Tick, aging: Aging) -> bool {
-        self.conns.get(index as usize).is_some_and(|conn| {
-            conn.is_live()
-                && now.millis_since(conn.last_seen)
-                    >= conn
-                        .tracker
-                        .timeout_under(conn.proto, &self.timeouts, aging)
-        })
+    fn expired(&self, index: u32, now: Tick, aging: Aging) -> Option<bool> {
+        let conn = self.conns.get(index as usize).filter(|c| c.is_live())?;
+        let idle = now.millis_since(conn.last_seen);
+        let timeout = conn.tracker.timeout(conn.proto, &self.timeouts);
+        let under_aging = conn
+            .tracker
+            .timeout_under(conn.proto, &self.timeouts, aging);
+        (idle >= under_aging).then_some(idle < timeout)
     }
 
     /// Every live connection, for a control-plane snapshot (walks the whole slab: not for the

@@ -1054,9 +1054,11 @@ impl Worker {
             .expire_step(now, budget, MAX_REMOVALS_PER_STEP, aging, |info| {
                 account_closed(counters, snat, info)
             });
-        counters
-            .expired_under_pressure
-            .add(swept.removed_early as u64);
+        if swept.removed_early > 0 {
+            counters
+                .expired_under_pressure
+                .add(swept.removed_early as u64);
+        }
         swept
     }
 
