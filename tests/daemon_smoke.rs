@@ -2,7 +2,8 @@
 //! service over gRPC (the generated Rust client), shows it in `/metrics`, stops cleanly on
 //! SIGTERM with every mbuf back in the pool, and restores the service after a restart. A
 //! corrupt state file stops it before DPDK starts, and so does an out-of-range connection
-//! timeout in the config file (whose valid timeouts `--check-config` shows).
+//! timeout in the config file or an unknown one on the command line (`--check-config` shows
+//! the timeouts the file and the `--timeout` flags set).
 #![cfg(feature = "dpdk")]
 
 use sluice_proto::v1;
@@ -300,10 +301,10 @@ fn a_corrupt_state_file_stops_the_start() {
 }
 
 #[test]
-fn connection_timeouts_come_from_the_config_file_and_bad_ones_stop_the_start() {
+fn connection_timeouts_come_from_the_file_and_flags_and_bad_ones_stop_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sluiced.toml");
-    let check = |timeouts: &str| {
+    let check = |timeouts: &str, flags: &[&str]| {
         std::fs::write(
             &config,
             format!(
@@ -315,17 +316,30 @@ fn connection_timeouts_come_from_the_config_file_and_bad_ones_stop_the_start() {
         Command::new(SLUICED)
             .arg("--config")
             .arg(&config)
+            .args(flags)
             .arg("--check-config")
             .output()
             .unwrap()
     };
-    let ok = check("tcp_syn = 30\nembryonic_under_pressure = 2.5");
+    let ok = check("tcp_syn = 30\nembryonic_under_pressure = 2.5", &[]);
     assert!(ok.status.success(), "{ok:?}");
     let shown = String::from_utf8_lossy(&ok.stdout);
     assert!(shown.contains("tcp_syn: 30.0"), "{shown}");
     assert!(shown.contains("embryonic_under_pressure: 2.5"), "{shown}");
-    let bad = check("udp = 0");
+    let bad = check("udp = 0", &[]);
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("dataplane.timeouts.udp"), "{stderr}");
+    // The command line overrides the file, timeout by timeout.
+    let flags = ["--timeout", "tcp_syn=12", "--timeout", "udp=0.5"];
+    let ok = check("tcp_syn = 30\nicmp = 7", &flags);
+    assert!(ok.status.success(), "{ok:?}");
+    let shown = String::from_utf8_lossy(&ok.stdout);
+    for line in ["tcp_syn: 12.0", "udp: 0.5", "icmp: 7.0"] {
+        assert!(shown.contains(line), "{line}: {shown}");
+    }
+    let bad = check("", &["--timeout", "tcp_sin=12"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("no timeout named \"tcp_sin\""), "{stderr}");
 }

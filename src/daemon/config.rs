@@ -179,6 +179,54 @@ impl Default for TimeoutsConfig {
 }
 
 impl TimeoutsConfig {
+    /// The timeouts' names, as in `[dataplane.timeouts]` and `--timeout NAME=SECONDS`.
+    pub const NAMES: [&'static str; 9] = [
+        "tcp_syn",
+        "tcp_established",
+        "tcp_fin",
+        "tcp_time_wait",
+        "tcp_close",
+        "udp",
+        "udp_stream",
+        "icmp",
+        "embryonic_under_pressure",
+    ];
+
+    /// The timeout called `name` (one of [`TimeoutsConfig::NAMES`]).
+    fn by_name(&mut self, name: &str) -> Option<&mut f64> {
+        Some(match name {
+            "tcp_syn" => &mut self.tcp_syn,
+            "tcp_established" => &mut self.tcp_established,
+            "tcp_fin" => &mut self.tcp_fin,
+            "tcp_time_wait" => &mut self.tcp_time_wait,
+            "tcp_close" => &mut self.tcp_close,
+            "udp" => &mut self.udp,
+            "udp_stream" => &mut self.udp_stream,
+            "icmp" => &mut self.icmp,
+            "embryonic_under_pressure" => &mut self.embryonic_under_pressure,
+            _ => return None,
+        })
+    }
+
+    /// Applies one `--timeout NAME=SECONDS` (the range is checked with the rest, by
+    /// [`TimeoutsConfig::to_timeouts`]).
+    fn set_from_arg(&mut self, spec: &str) -> Result<()> {
+        let Some((name, secs)) = spec.split_once('=') else {
+            bail!("--timeout {spec:?}: expected NAME=SECONDS, e.g. tcp_established=300");
+        };
+        let Ok(secs) = secs.trim().parse::<f64>() else {
+            bail!("--timeout {spec:?}: {secs:?} is not a number of seconds");
+        };
+        let Some(timeout) = self.by_name(name.trim()) else {
+            bail!(
+                "--timeout {spec:?}: no timeout named {name:?} (one of {})",
+                Self::NAMES.join(", ")
+            );
+        };
+        *timeout = secs;
+        Ok(())
+    }
+
     /// The timeouts in the dataplane's milliseconds; an error names the first value that is
     /// not between a millisecond and [`Timeouts::MAX`] (about 24.8 days).
     pub fn to_timeouts(&self) -> Result<Timeouts> {
@@ -435,6 +483,11 @@ pub struct Args {
     /// File with the bearer token TCP clients must send.
     #[arg(long, value_name = "FILE")]
     pub bearer_token_file: Option<PathBuf>,
+    /// A connection-tracking idle timeout, as NAME=SECONDS (e.g. tcp_established=300, udp=0.5);
+    /// repeat for more. NAME is a key of [dataplane.timeouts]: tcp_syn, tcp_established,
+    /// tcp_fin, tcp_time_wait, tcp_close, udp, udp_stream, icmp, embryonic_under_pressure.
+    #[arg(long = "timeout", value_name = "NAME=SECONDS")]
+    pub timeouts: Vec<String>,
 }
 
 /// A Linux interface name that is also safe inside a DPDK device argument list: 1 to 15
@@ -550,6 +603,9 @@ impl Config {
         }
         if let Some(file) = &args.bearer_token_file {
             self.api.bearer_token_file = Some(file.clone());
+        }
+        for spec in &args.timeouts {
+            self.dataplane.timeouts.set_from_arg(spec)?;
         }
         Ok(())
     }
@@ -783,6 +839,62 @@ mod tests {
             );
         }
         assert!(parse(&format!("{base}[dataplane.timeouts]\ntcp_sin = 3")).is_err());
+    }
+
+    #[test]
+    fn timeout_flags_override_the_file_by_the_files_names() {
+        let base = "[[ports]]\nname = \"p\"\ndevice = \"net_null0\"\n";
+        // Every name the flag takes is the file's key for the same timeout.
+        for (i, name) in TimeoutsConfig::NAMES.iter().enumerate() {
+            let secs = 7.0 + i as f64;
+            let from_file = parse(&format!("{base}[dataplane.timeouts]\n{name} = {secs}"))
+                .unwrap()
+                .dataplane
+                .timeouts
+                .to_timeouts()
+                .unwrap();
+            let mut config = parse(base).unwrap();
+            let args = Args {
+                timeouts: vec![format!("{name}={secs}")],
+                ..Args::default()
+            };
+            config.apply_args(&args).unwrap();
+            assert_eq!(
+                config.dataplane.timeouts.to_timeouts().unwrap(),
+                from_file,
+                "{name}"
+            );
+        }
+        // A flag wins over the file; the last of two flags wins.
+        let mut config = parse(&format!("{base}[dataplane.timeouts]\nudp = 9")).unwrap();
+        let args = Args {
+            timeouts: vec!["udp=4".into(), " udp = 0.5".into()],
+            ..Args::default()
+        };
+        config.apply_args(&args).unwrap();
+        assert_eq!(config.dataplane.timeouts.to_timeouts().unwrap().udp, 500);
+        for (bad, says) in [
+            ("udp", "expected NAME=SECONDS"),
+            ("udp=soon", "is not a number"),
+            ("tcp_sin=3", "no timeout named \"tcp_sin\""),
+        ] {
+            let mut config = parse(base).unwrap();
+            let args = Args {
+                timeouts: vec![bad.into()],
+                ..Args::default()
+            };
+            let err = config.apply_args(&args).unwrap_err().to_string();
+            assert!(err.contains(says) && err.contains(bad), "{bad}: {err}");
+        }
+        // Out of range: refused by the same check as the file's values.
+        let mut config = parse(base).unwrap();
+        let args = Args {
+            timeouts: vec!["icmp=0".into()],
+            ..Args::default()
+        };
+        config.apply_args(&args).unwrap();
+        let err = config.check().unwrap_err().to_string();
+        assert!(err.contains("dataplane.timeouts.icmp"), "{err}");
     }
 
     #[test]
