@@ -3,12 +3,15 @@
 //!
 //! The first input byte steers, the rest is the frame: bits 0-1 optionally overwrite the IP
 //! destination with the VIP (1) or the SNAT address (2) of the frame's IP version, bit 2 the
-//! TCP/UDP destination port with a service port picked by bits 3-7 (so the fuzzer reaches connection creation and NAT without having to guess
-//! addresses behind a hash lookup). The frame goes in on port 0 of worker 0 of two; a handoff is
-//! delivered to worker 1 as handed over; a forwarded frame is fed back on port 1 both as it left
-//! and with its addresses and ports swapped (the backend's reply). The workers and their
-//! connection tables persist across inputs, and the clock advances per input with bounded
-//! housekeeping, so expiry runs too.
+//! TCP/UDP destination port with a service port picked by bits 3-7 (so the fuzzer reaches
+//! connection creation and NAT without having to guess addresses behind a hash lookup). The
+//! frame goes in on port 0 of worker 0 of two; a handoff is delivered to worker 1 as handed
+//! over; a forwarded frame is fed back on port 1 both as it left and with its addresses and
+//! ports swapped (the backend's reply). The workers and their connection tables persist across
+//! inputs, and the clock advances per input with bounded housekeeping, so expiry runs too. The
+//! tables (64 entries) and SNAT pools (32 ports a worker) are small and the clock slow (50 ms
+//! per input, an hour every 10,000th) so that they fill and empty again: aging under pressure
+//! and the refusals of a full table or pool are fuzzed too.
 //!
 //! Run with `cargo +nightly fuzz run pipeline` from the repository root.
 #![no_main]
@@ -36,6 +39,7 @@ struct State {
     snap: Snapshot,
     workers: [Worker; 2],
     now: Tick,
+    inputs: u64,
 }
 
 fn backends(v6: bool, id_base: u32) -> Vec<Backend> {
@@ -152,7 +156,10 @@ fn state() -> State {
         let mut w = Worker::new(WorkerConfig {
             index,
             workers: 2,
-            conn_capacity: 1024,
+            // Small enough that a campaign fills the table and each worker's 32 SNAT ports.
+            conn_capacity: 64,
+            snat_first_port: 20_000,
+            snat_last_port: 20_063,
             expire_budget: 64,
             port_macs: vec![[2, 0, 0, 0, 0x0a, 0], [2, 0, 0, 0, 0x0a, 1]],
             service_counter_slots: 64,
@@ -167,6 +174,7 @@ fn state() -> State {
         workers: [worker(0), worker(1)],
         snap,
         now: Tick(1_000),
+        inputs: 0,
     }
 }
 
@@ -224,9 +232,17 @@ fn swapped(frame: &[u8]) -> Option<Vec<u8>> {
 /// One packet in on `ingress` of worker 0, following a handoff to worker 1, through the calls
 /// the DPDK loop makes: a received burst, then a handed-over burst.
 fn deliver(st: &mut State, frame: &mut Vec<u8>, ingress: u16) -> Verdict {
-    let State { snap, workers, now } = st;
+    let State {
+        snap, workers, now, ..
+    } = st;
     let mut verdict = [Verdict::Drop(DropReason::NotIp)];
-    workers[0].process_burst(snap, std::slice::from_mut(frame), ingress, *now, &mut verdict);
+    workers[0].process_burst(
+        snap,
+        std::slice::from_mut(frame),
+        ingress,
+        *now,
+        &mut verdict,
+    );
     match verdict[0] {
         Verdict::Handoff { worker } => {
             assert_eq!(worker, 1, "handoff to a worker that does not exist");
@@ -257,7 +273,15 @@ fuzz_target!(|data: &[u8]| {
         .get_or_init(|| Mutex::new(state()))
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    st.now = st.now.plus_millis(1_000);
+    // 50 ms per input lets connections pile up until the tables are full; every 10,000th
+    // input an hour passes, so they empty again and every path stays reachable.
+    st.inputs += 1;
+    let step = if st.inputs.is_multiple_of(10_000) {
+        3_600_000
+    } else {
+        50
+    };
+    st.now = st.now.plus_millis(step);
     let now = st.now;
     for w in &mut st.workers {
         w.housekeeping(now);
