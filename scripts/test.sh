@@ -7,12 +7,28 @@ scripts/setup.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 echo "== cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test (unit, property, EAL-on-vdev and end-to-end tests)"
 cargo test --workspace --locked
+
+echo "== fuzz targets: built with stable Rust (no coverage instrumentation), every committed seed input replayed once"
+# A campaign needs nightly and cargo-fuzz (see the README); this keeps the targets compiling
+# and every input a campaign once found interesting (fuzz/seeds) passing.
+cargo build --release --locked --quiet --manifest-path fuzz/Cargo.toml --bins
+for target in parse pipeline; do
+  log=/tmp/sluice-fuzz-$target.log
+  if ! fuzz/target/release/$target -runs=0 -artifact_prefix=/tmp/sluice-fuzz- \
+    fuzz/seeds/$target >"$log" 2>&1; then
+    tail -40 "$log"
+    echo "fuzz target $target failed on a seed input" >&2
+    exit 1
+  fi
+  grep -E '^(INFO: seed corpus|Done)' "$log"
+done
 
 echo "== release binaries (sluiced, sluicectl, sluice-bench; the e2e tests use the debug sluice-gateway and sluice-proxy that cargo test built)"
 cargo build --release --locked --quiet --bins
