@@ -53,8 +53,9 @@ impl Mempool {
         let unique = format!("{short}_{seq}");
         let c_name = CString::new(unique.clone())
             .map_err(|_| DpdkError::InvalidArgument("mempool name contains NUL".into()))?;
-        let socket_id = socket.unwrap_or(-1); // SOCKET_ID_ANY
-                                              // SAFETY: c_name is a valid C string; the EAL is initialised (an Eal handle exists).
+        // -1 is SOCKET_ID_ANY.
+        let socket_id = socket.unwrap_or(-1);
+        // SAFETY: c_name is a valid C string; the EAL is initialised (an Eal handle exists).
         let ptr = unsafe {
             dpdk_sys::rte_pktmbuf_pool_create(c_name.as_ptr(), size, cache, 0, data_room, socket_id)
         };
