@@ -250,6 +250,20 @@ impl PollingWorker {
             );
             // Byte counters are summed over the burst and published once.
             let (mut rx_bytes, mut tx_bytes) = (0u64, 0u64);
+            // The common case, a whole burst leaving by one port: sent as it stands, with no
+            // per-packet copy into the TX buffer.
+            if let Some(p) = one_egress(verdicts.get(..n).unwrap_or_default()) {
+                if let (Some(buffer), Some(queue)) = (tx_buffers.get_mut(p), tx.get_mut(p)) {
+                    for mbuf in burst.as_slice() {
+                        rx_bytes += u64::from(mbuf.pkt_len());
+                        tx_bytes += mbuf.len() as u64;
+                    }
+                    buffer.send_burst(queue, burst);
+                    counters.rx_bytes.add(rx_bytes);
+                    counters.tx_bytes.add(tx_bytes);
+                    continue;
+                }
+            }
             for (mbuf, verdict) in burst.drain().zip(verdicts) {
                 rx_bytes += u64::from(mbuf.pkt_len());
                 // The common verdict inline; `dispatch` has the rest.
@@ -428,6 +442,21 @@ impl PollingWorker {
     }
 }
 
+/// The port every verdict of a burst sends its packet out of, if they all do (forwarded or
+/// answered) and there is at least one.
+#[inline]
+fn one_egress(verdicts: &[Verdict]) -> Option<usize> {
+    let egress = |v: &Verdict| match *v {
+        Verdict::Forward { port } | Verdict::Reply { port } => Some(port),
+        _ => None,
+    };
+    let first = egress(verdicts.first()?)?;
+    verdicts
+        .iter()
+        .all(|v| egress(v) == Some(first))
+        .then_some(usize::from(first))
+}
+
 /// The port index of DPDK port id `port` among this worker's RX ports (for handed-over
 /// packets, whose answers leave by the port they came in on).
 #[inline]
@@ -542,7 +571,26 @@ fn flush_handoff(
 
 #[cfg(test)]
 mod tests {
-    use super::LoopStats;
+    use super::{one_egress, LoopStats, Verdict};
+    use crate::pipeline::DropReason;
+
+    #[test]
+    fn a_burst_has_one_egress_only_when_every_packet_leaves_by_the_same_port() {
+        let fwd = |port| Verdict::Forward { port };
+        assert_eq!(one_egress(&[fwd(2); 32]), Some(2));
+        assert_eq!(
+            one_egress(&[fwd(1), Verdict::Reply { port: 1 }, fwd(1)]),
+            Some(1),
+            "answers leave by a port too"
+        );
+        assert_eq!(one_egress(&[fwd(1), fwd(2)]), None);
+        assert_eq!(
+            one_egress(&[fwd(1), Verdict::Drop(DropReason::NotIp)]),
+            None
+        );
+        assert_eq!(one_egress(&[Verdict::Handoff { worker: 1 }]), None);
+        assert_eq!(one_egress(&[]), None);
+    }
 
     #[test]
     fn the_busy_share_is_busy_cycles_over_all_cycles() {

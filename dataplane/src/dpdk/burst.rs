@@ -255,6 +255,26 @@ impl TxBuffer {
         }
     }
 
+    /// Sends all of `burst` in one call when nothing is buffered ahead of it (so the order
+    /// holds), else queues its packets behind the buffered ones. Either way `burst` ends empty;
+    /// what the driver refused is freed and counted.
+    #[inline]
+    pub fn send_burst(&mut self, queue: &mut TxQueue, burst: &mut MbufBurst) {
+        if !self.burst.is_empty() {
+            for mbuf in burst.drain() {
+                self.push(queue, mbuf);
+            }
+            return;
+        }
+        let sent = queue.tx_burst(burst);
+        self.sent += sent as u64;
+        let left = burst.len();
+        if left > 0 {
+            self.dropped += left as u64;
+            burst.clear();
+        }
+    }
+
     #[inline]
     pub fn len(&self) -> usize {
         self.burst.len()
