@@ -284,6 +284,13 @@ fn two_workers_hand_packets_to_the_owner_over_spsc_rings() {
             [32 - handed, handed],
             "each worker sent its own flows"
         );
+        // Each worker counts what it sent, handed-over bursts included.
+        let frame_len = syn(41_000).len() as u64;
+        for (w, sent) in workers.iter().zip([32 - handed, handed]) {
+            assert_eq!(w.counters().tx_packets.get(), sent);
+            assert_eq!(w.counters().tx_bytes.get(), sent * frame_len);
+        }
+        assert_eq!(workers[0].counters().rx_bytes.get(), 32 * frame_len);
         let conns: u64 = workers
             .iter()
             .map(|w| w.counters().new_connections.get())

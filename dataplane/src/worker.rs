@@ -249,21 +249,12 @@ impl PollingWorker {
                 &mut verdicts,
             );
             // Byte counters are summed over the burst and published once.
-            let (mut rx_bytes, mut tx_bytes) = (0u64, 0u64);
-            // The common case, a whole burst leaving by one port: sent as it stands, with no
-            // per-packet copy into the TX buffer.
-            if let Some(p) = one_egress(verdicts.get(..n).unwrap_or_default()) {
-                if let (Some(buffer), Some(queue)) = (tx_buffers.get_mut(p), tx.get_mut(p)) {
-                    for mbuf in burst.as_slice() {
-                        rx_bytes += u64::from(mbuf.pkt_len());
-                        tx_bytes += mbuf.len() as u64;
-                    }
-                    buffer.send_burst(queue, burst);
-                    counters.rx_bytes.add(rx_bytes);
-                    counters.tx_bytes.add(tx_bytes);
-                    continue;
-                }
+            if let Some((rx_bytes, tx_bytes)) = send_whole(burst, &verdicts, tx, tx_buffers) {
+                counters.rx_bytes.add(rx_bytes);
+                counters.tx_bytes.add(tx_bytes);
+                continue;
             }
+            let (mut rx_bytes, mut tx_bytes) = (0u64, 0u64);
             for (mbuf, verdict) in burst.drain().zip(verdicts) {
                 rx_bytes += u64::from(mbuf.pkt_len());
                 // The common verdict inline; `dispatch` has the rest.
@@ -306,6 +297,10 @@ impl PollingWorker {
                 true,
                 &mut verdicts,
             );
+            if let Some((_, tx_bytes)) = send_whole(burst, &verdicts, tx, tx_buffers) {
+                counters.tx_bytes.add(tx_bytes);
+                continue;
+            }
             for (mbuf, verdict) in burst.drain().zip(verdicts) {
                 dispatch(
                     verdict,
@@ -440,6 +435,27 @@ impl PollingWorker {
             *reported = (sent, dropped);
         }
     }
+}
+
+/// The common case, a whole burst leaving by one port: sends it as it stands (no per-packet
+/// copy into the TX buffer) and returns its bytes as received and as sent. `None`, and the
+/// burst untouched, when its verdicts differ.
+#[inline]
+fn send_whole(
+    burst: &mut MbufBurst,
+    verdicts: &[Verdict],
+    tx: &mut [TxQueue],
+    tx_buffers: &mut [TxBuffer],
+) -> Option<(u64, u64)> {
+    let p = one_egress(verdicts.get(..burst.len())?)?;
+    let (buffer, queue) = (tx_buffers.get_mut(p)?, tx.get_mut(p)?);
+    let (mut rx_bytes, mut tx_bytes) = (0u64, 0u64);
+    for mbuf in burst.as_slice() {
+        rx_bytes += u64::from(mbuf.pkt_len());
+        tx_bytes += mbuf.len() as u64;
+    }
+    buffer.send_burst(queue, burst);
+    Some((rx_bytes, tx_bytes))
 }
 
 /// The port every verdict of a burst sends its packet out of, if they all do (forwarded or
