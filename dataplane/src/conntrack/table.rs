@@ -66,7 +66,7 @@ pub struct ConnData {
 
 /// Where a key's probe of the index starts: its hash (whose tag the slots hold) and home slot
 /// (see [`ConnTable::probe`]).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Probe {
     hash: u64,
     home: usize,

@@ -364,6 +364,17 @@ struct Egress {
     src_mac: [u8; 6],
 }
 
+/// Sends a packet to the next hop `entry`: its MACs, the egress port's tag in place of the
+/// one it arrived with (`vlan`).
+#[inline(always)]
+fn leave_by<B: PacketBuf + ?Sized>(pkt: &mut B, vlan: Option<u16>, entry: &Egress) -> Verdict {
+    if entry.vlan != vlan && !vlan::retag(pkt, vlan, entry.vlan) {
+        return Verdict::Drop(DropReason::Malformed(ParseError::Truncated));
+    }
+    rewrite::set_macs(pkt.data_mut(), &entry.dst_mac, &entry.src_mac);
+    Verdict::Forward { port: entry.port }
+}
+
 #[inline]
 fn egress_slot(addr: &Addr) -> usize {
     let low = u32::from_be_bytes([addr.0[12], addr.0[13], addr.0[14], addr.0[15]]);
@@ -582,19 +593,20 @@ impl Worker {
             if let Some(ahead) = pkts.get(i + PREFETCH_AHEAD) {
                 prefetch(ahead.data().as_ptr());
             }
-            let stage = |fast: fast::FastPacket| {
-                let probe = self.conns.probe(self.conns.hash_key(&fast.key));
-                self.conns.prefetch_probe_slot(&probe);
-                (fast, probe)
-            };
             let data = pkt.data();
+            // The packet is staged first and hashed from its staged key: built all at once,
+            // the staged entry was spilled to the stack and copied field by field.
             *slot = if pkt.is_segmented() {
                 None
             } else if fast::is_untagged_v4(data) {
-                fast::recognise_v4(data).map(stage)
+                fast::recognise_v4(data).map(|fast| (fast, Probe::default()))
             } else {
-                fast::recognise_other(data).map(stage)
+                fast::recognise_other(data).map(|fast| (fast, Probe::default()))
             };
+            if let Some((fast, probe)) = slot {
+                *probe = self.conns.probe(self.conns.hash_key(&fast.key));
+                self.conns.prefetch_probe_slot(probe);
+            }
         }
         // Stage 2: prefetch the connections the home slots point at. With several workers,
         // another worker's packet is only passed on: it is unstaged, and its owner noted.
@@ -967,34 +979,29 @@ impl Worker {
         now: Tick,
     ) -> Verdict {
         let slot = egress_slot(dst);
-        let cached = self.egress.get(slot).copied().flatten();
-        let entry = match cached {
-            Some(entry) if entry.dst == *dst => entry,
-            _ => {
-                let entry = match self.resolve_egress(snap, dst, now) {
-                    Ok(entry) => entry,
-                    Err((verdict, egress_vlan)) => {
-                        // A parked packet leaves with its egress port's tag already in place.
-                        if matches!(verdict, Verdict::Park { .. })
-                            && egress_vlan != vlan
-                            && !vlan::retag(pkt, vlan, egress_vlan)
-                        {
-                            return Verdict::Drop(DropReason::Malformed(ParseError::Truncated));
-                        }
-                        return verdict;
-                    }
-                };
-                if let Some(cache) = self.egress.get_mut(slot) {
-                    *cache = Some(entry);
+        // A hit is used where it is cached: copying the entry out cost more than the rest.
+        if let Some(Some(entry)) = self.egress.get(slot) {
+            if entry.dst == *dst {
+                return leave_by(pkt, vlan, entry);
+            }
+        }
+        let entry = match self.resolve_egress(snap, dst, now) {
+            Ok(entry) => entry,
+            Err((verdict, egress_vlan)) => {
+                // A parked packet leaves with its egress port's tag already in place.
+                if matches!(verdict, Verdict::Park { .. })
+                    && egress_vlan != vlan
+                    && !vlan::retag(pkt, vlan, egress_vlan)
+                {
+                    return Verdict::Drop(DropReason::Malformed(ParseError::Truncated));
                 }
-                entry
+                return verdict;
             }
         };
-        if entry.vlan != vlan && !vlan::retag(pkt, vlan, entry.vlan) {
-            return Verdict::Drop(DropReason::Malformed(ParseError::Truncated));
+        if let Some(cache) = self.egress.get_mut(slot) {
+            *cache = Some(entry);
         }
-        rewrite::set_macs(pkt.data_mut(), &entry.dst_mac, &entry.src_mac);
-        Verdict::Forward { port: entry.port }
+        leave_by(pkt, vlan, &entry)
     }
 
     /// The logical port a frame received on physical port `phys` with outer tag `vlan`
