@@ -179,33 +179,27 @@ impl Default for TimeoutsConfig {
 }
 
 impl TimeoutsConfig {
-    /// The timeouts' names, as in `[dataplane.timeouts]` and `--timeout NAME=SECONDS`.
-    pub const NAMES: [&'static str; 9] = [
-        "tcp_syn",
-        "tcp_established",
-        "tcp_fin",
-        "tcp_time_wait",
-        "tcp_close",
-        "udp",
-        "udp_stream",
-        "icmp",
-        "embryonic_under_pressure",
-    ];
+    /// Every timeout with its name, as in `[dataplane.timeouts]` and `--timeout NAME=SECONDS`.
+    fn by_names(&mut self) -> [(&'static str, &mut f64); 9] {
+        [
+            ("tcp_syn", &mut self.tcp_syn),
+            ("tcp_established", &mut self.tcp_established),
+            ("tcp_fin", &mut self.tcp_fin),
+            ("tcp_time_wait", &mut self.tcp_time_wait),
+            ("tcp_close", &mut self.tcp_close),
+            ("udp", &mut self.udp),
+            ("udp_stream", &mut self.udp_stream),
+            ("icmp", &mut self.icmp),
+            (
+                "embryonic_under_pressure",
+                &mut self.embryonic_under_pressure,
+            ),
+        ]
+    }
 
-    /// The timeout called `name` (one of [`TimeoutsConfig::NAMES`]).
-    fn by_name(&mut self, name: &str) -> Option<&mut f64> {
-        Some(match name {
-            "tcp_syn" => &mut self.tcp_syn,
-            "tcp_established" => &mut self.tcp_established,
-            "tcp_fin" => &mut self.tcp_fin,
-            "tcp_time_wait" => &mut self.tcp_time_wait,
-            "tcp_close" => &mut self.tcp_close,
-            "udp" => &mut self.udp,
-            "udp_stream" => &mut self.udp_stream,
-            "icmp" => &mut self.icmp,
-            "embryonic_under_pressure" => &mut self.embryonic_under_pressure,
-            _ => return None,
-        })
+    /// The timeouts' names.
+    pub fn names() -> [&'static str; 9] {
+        TimeoutsConfig::default().by_names().map(|(name, _)| name)
     }
 
     /// Applies one `--timeout NAME=SECONDS` (the range is checked with the rest, by
@@ -217,10 +211,14 @@ impl TimeoutsConfig {
         let Ok(secs) = secs.trim().parse::<f64>() else {
             bail!("--timeout {spec:?}: {secs:?} is not a number of seconds");
         };
-        let Some(timeout) = self.by_name(name.trim()) else {
+        let Some((_, timeout)) = self
+            .by_names()
+            .into_iter()
+            .find(|(known, _)| *known == name.trim())
+        else {
             bail!(
                 "--timeout {spec:?}: no timeout named {name:?} (one of {})",
-                Self::NAMES.join(", ")
+                Self::names().join(", ")
             );
         };
         *timeout = secs;
@@ -845,7 +843,7 @@ mod tests {
     fn timeout_flags_override_the_file_by_the_files_names() {
         let base = "[[ports]]\nname = \"p\"\ndevice = \"net_null0\"\n";
         // Every name the flag takes is the file's key for the same timeout.
-        for (i, name) in TimeoutsConfig::NAMES.iter().enumerate() {
+        for (i, name) in TimeoutsConfig::names().iter().enumerate() {
             let secs = 7.0 + i as f64;
             let from_file = parse(&format!("{base}[dataplane.timeouts]\n{name} = {secs}"))
                 .unwrap()

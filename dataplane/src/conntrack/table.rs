@@ -1009,7 +1009,7 @@ impl ConnTable {
         // Expired entries are gathered a batch at a time and their index slots prefetched
         // before any is removed: in a large table those slots are cold, and removing each as
         // it is found waited for them one after the other.
-        let mut batch = [(0u32, [Probe { hash: 0, home: 0 }; 2], false); EXPIRE_BATCH];
+        let mut batch = [(0u32, [Probe::default(); 2], false); EXPIRE_BATCH];
         while swept.examined < limit && swept.removed < max_removed {
             let wanted = EXPIRE_BATCH.min(max_removed - swept.removed);
             let mut gathered = 0;
