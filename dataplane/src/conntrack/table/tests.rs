@@ -519,6 +519,51 @@ fn a_million_entries_age_out_with_bounded_work_per_call() {
     assert_eq!(calls, calls_per_sweep);
 }
 
+/// The sweep passes vacant entries by the live map, a word at a time, but keeps its pace:
+/// each call examines its whole budget, and live entries anywhere (both edges of a word, the
+/// last entry of a slab that is no multiple of 64 long) expire within one sweep.
+#[test]
+fn the_sweep_passes_vacant_entries_by_the_live_map_at_the_same_pace() {
+    const CAPACITY: u32 = 1000;
+    const BUDGET: usize = 100;
+    const KEPT: [u32; 6] = [0, 63, 64, 127, 500, 999];
+    let mut t = ConnTable::new(CAPACITY, 5);
+    let key = |i: u32| original(client(i), 3000 + i as u16, Proto::Udp);
+    for i in 0..CAPACITY {
+        let id = t
+            .insert(
+                key(i),
+                dnat_reply(&key(i), backend(1)),
+                data(NatMode::Dnat),
+                Tick(0),
+            )
+            .unwrap();
+        assert_eq!(id.index(), i, "entries are used from 0 up");
+    }
+    for i in (0..CAPACITY).filter(|i| !KEPT.contains(i)) {
+        t.remove(ConnId(i), Tick(0)).unwrap();
+    }
+    t.check_invariants();
+    let listed: Vec<FlowKey> = t.iter(Tick(1)).map(|info| info.original).collect();
+    assert_eq!(
+        listed,
+        KEPT.map(key).to_vec(),
+        "listing reads the live entries only"
+    );
+
+    let now = Tick(Timeouts::DEFAULT.udp);
+    let mut expired = Vec::new();
+    for _ in 0..CAPACITY as usize / BUDGET {
+        let swept = t.expire_step(now, BUDGET, usize::MAX, Aging::Normal, |info| {
+            expired.push(info.original)
+        });
+        assert_eq!(swept.examined, BUDGET, "{swept:?}");
+        t.check_invariants();
+    }
+    assert_eq!(expired, KEPT.map(key).to_vec());
+    assert!(t.is_empty());
+}
+
 /// A step stops after its removals, and the next one picks up where it stopped: live entries
 /// between the expired ones are kept and every index slot stays consistent.
 #[test]
