@@ -93,12 +93,15 @@ pub fn service_list(services: &[v1::Service]) -> String {
     table.render()
 }
 
-/// The backends of one service, with health and counters when the daemon sent them.
+/// The backends of one service, with health and counters when the daemon sent them (a
+/// change's answer has none: its table stops at the state rather than show empty columns).
 pub fn backend_table(backends: &[v1::Backend]) -> String {
-    let mut table = Table::new(&[
+    let spec = [
         Column::left("BACKEND"),
         Column::right("WEIGHT"),
         Column::left("STATE"),
+    ];
+    let status = [
         Column::left("HEALTH"),
         Column::right("ACTIVE"),
         Column::right("TOTAL"),
@@ -107,7 +110,12 @@ pub fn backend_table(backends: &[v1::Backend]) -> String {
         Column::right("PKTS-FROM"),
         Column::right("BYTES-FROM"),
         Column::left("MESSAGE"),
-    ]);
+    ];
+    let mut table = if backends.iter().any(|b| b.status.is_some()) {
+        Table::new(&[&spec[..], &status[..]].concat())
+    } else {
+        Table::new(&spec)
+    };
     for backend in backends {
         let mut row = vec![
             host_port(&backend.address, backend.port),
@@ -660,6 +668,20 @@ mod tests {
             "{text}"
         );
         assert_eq!(backends[2], "[2001:db8::2]:8080       1  draining");
+    }
+
+    #[test]
+    fn backends_without_any_status_show_no_status_columns() {
+        let mut service = web_service();
+        for backend in &mut service.backends {
+            backend.status = None;
+        }
+        assert_eq!(
+            backend_table(&service.backends),
+            "BACKEND             WEIGHT  STATE\n\
+             198.19.0.1:8080          2  active\n\
+             [2001:db8::2]:8080       1  draining\n"
+        );
     }
 
     #[test]
