@@ -144,6 +144,14 @@ const FIN_REPLY: u8 = 0x02;
 const FIN_BOTH: u8 = FIN_ORIGINAL | FIN_REPLY;
 const NO_PACKET_YET: u8 = 0x04;
 
+/// The TCP states in which a segment without SYN, FIN or RST changes nothing (an ACK moves
+/// only SYN_RECEIVED, from the client, and CLOSING), as a mask of `1 << state`.
+const QUIET_WITHOUT_SYN_FIN_RST: u16 = 1 << ConnState::SynSent as u8
+    | 1 << ConnState::Established as u8
+    | 1 << ConnState::FinWait as u8
+    | 1 << ConnState::TimeWait as u8
+    | 1 << ConnState::Closed as u8;
+
 /// The state machine of one connection: two bytes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Tracker {
@@ -176,11 +184,13 @@ impl Tracker {
     /// Advance on one packet. `tcp_flags` is the TCP flags byte (ignored for UDP/ICMP).
     #[inline]
     pub fn on_packet(&mut self, dir: Direction, tcp_flags: u8) -> Transition {
-        // Nearly every packet an appliance sees: a segment of an established TCP connection
-        // without SYN, FIN or RST, which changes nothing (`on_tcp` agrees, see the tests).
-        if self.state == ConnState::Established
+        // Nearly every packet an appliance sees: a segment without SYN, FIN or RST of a TCP
+        // connection that such a segment leaves as it is: established, or one whose replies
+        // take another path (direct server return, asymmetric routes), which stays in
+        // SYN_SENT (`on_tcp` agrees, see the tests).
+        if tcp_flags & (RST | SYN | FIN) == 0
             && self.flags & NO_PACKET_YET == 0
-            && tcp_flags & (RST | SYN | FIN) == 0
+            && QUIET_WITHOUT_SYN_FIN_RST & 1 << self.state as u8 != 0
         {
             return Transition::None;
         }
@@ -362,32 +372,42 @@ mod tests {
     }
 
     #[test]
-    fn the_established_shortcut_agrees_with_the_state_machine() {
-        // Every flags byte, both directions, from ESTABLISHED: `on_packet` (shortcut included)
-        // and the general `on_tcp` give the same transition and leave the same tracker.
-        let mut established = tcp();
-        established.on_packet(Original, SYN);
-        established.on_packet(Reply, SYN | ACK);
-        established.on_packet(Original, ACK);
-        assert_eq!(established.state(), ConnState::Established);
+    fn the_shortcut_agrees_with_the_state_machine_in_every_tcp_state() {
+        // Every TCP state with every FIN record, every flags byte, both directions:
+        // `on_packet` (shortcut included) and the general `on_tcp` give the same transition
+        // and leave the same tracker.
+        use ConnState::*;
         let mut shortcuts = 0;
-        for flags in 0..=u8::MAX {
-            for dir in [Original, Reply] {
-                let (mut fast, mut general) = (established, established);
-                assert_eq!(
-                    fast.on_packet(dir, flags),
-                    general.on_tcp(dir, flags),
-                    "flags {flags:#04x} {dir:?}"
-                );
-                assert_eq!(fast, general, "flags {flags:#04x} {dir:?}");
-                shortcuts += usize::from(flags & (RST | SYN | FIN) == 0);
+        for state in [
+            SynSent,
+            SynReceived,
+            Established,
+            FinWait,
+            Closing,
+            TimeWait,
+            Closed,
+        ] {
+            for fins in [0, FIN_ORIGINAL, FIN_REPLY, FIN_BOTH] {
+                let before = Tracker { state, flags: fins };
+                for flags in 0..=u8::MAX {
+                    for dir in [Original, Reply] {
+                        let (mut fast, mut general) = (before, before);
+                        let what = format!("{state:?} fins {fins} flags {flags:#04x} {dir:?}");
+                        assert_eq!(
+                            fast.on_packet(dir, flags),
+                            general.on_tcp(dir, flags),
+                            "{what}"
+                        );
+                        assert_eq!(fast, general, "{what}");
+                        shortcuts += usize::from(
+                            flags & (RST | SYN | FIN) == 0
+                                && QUIET_WITHOUT_SYN_FIN_RST & 1 << state as u8 != 0,
+                        );
+                    }
+                }
             }
         }
-        assert_eq!(
-            shortcuts,
-            2 * 32,
-            "the flags bytes without SYN, FIN and RST"
-        );
+        assert_eq!(shortcuts, 5 * 4 * 32 * 2, "five quiet states");
     }
 
     #[test]
