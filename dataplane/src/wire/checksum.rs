@@ -40,12 +40,12 @@ pub fn sum(data: &[u8]) -> u64 {
 /// inverted). Returns 0 only for a zero input.
 #[inline]
 pub const fn fold(sum: u64) -> u16 {
-    // Each step halves the width; two steps per width are enough to absorb the last carry.
-    let mut s = (sum & 0xffff_ffff) + (sum >> 32);
-    s = (s & 0xffff_ffff) + (s >> 32);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s as u16
+    // Each step halves the width and adds its carry back in, which cannot carry again: a sum
+    // of two n-bit halves that carried is at most 2^n - 2 once the carry is taken out.
+    let (s, carry) = (sum as u32).overflowing_add((sum >> 32) as u32);
+    let s = s + carry as u32;
+    let (s, carry) = (s as u16).overflowing_add((s >> 16) as u16);
+    s + carry as u16
 }
 
 /// Adds two unfolded sums with an end-around carry, so that even sums that fill the `u64`
@@ -176,6 +176,10 @@ mod tests {
         assert_eq!(internet_checksum(&[0xff, 0xff]), 0x0000);
         assert_eq!(fold(0xffff_ffff_ffff_ffff), 0xffff);
         assert_eq!(fold(0x1_0000), 1);
+        assert_eq!(fold(0xffff), 0xffff);
+        assert_eq!(fold(0xffff * 0x1234_5678_9abc), 0xffff);
+        assert_eq!(fold(0xffff_ffff), 0xffff);
+        assert_eq!(fold(0x1_ffff_fffe), 0xffff);
         // Updating a word to itself changes nothing (for every checksum but the 0xffff that
         // only all-zero data can produce).
         for csum in [0u16, 1, 0x7fff, 0xfffe] {
@@ -208,6 +212,18 @@ mod tests {
     }
 
     proptest! {
+        /// The fold is the sum modulo 0xffff in one's-complement form: 0 only for 0, and
+        /// 0xffff (not 0) for the other multiples of 0xffff.
+        #[test]
+        fn fold_is_the_sum_modulo_0xffff(sum in any::<u64>()) {
+            let expected = match sum % 0xffff {
+                0 if sum == 0 => 0,
+                0 => 0xffff,
+                rest => rest as u16,
+            };
+            prop_assert_eq!(fold(sum), expected);
+        }
+
         #[test]
         fn fast_sum_equals_reference(data in proptest::collection::vec(any::<u8>(), 0..300)) {
             prop_assert_eq!(internet_checksum(&data), reference(&data));
