@@ -8,6 +8,7 @@ use common::{eal, pool, ring_pair};
 use dataplane::dpdk::{MbufBurst, Mempool, Port, RxQueue, TxQueue};
 use dataplane::flow::{Addr, NatMode, Proto};
 use dataplane::lb::Selection;
+use dataplane::pipeline::vlan::VlanPort;
 use dataplane::pipeline::{Worker, WorkerConfig};
 use dataplane::snapshot::{
     Backend, BackendState, Neighbour, ServiceConfig, ServiceKey, Snapshot, SnapshotConfig,
@@ -296,6 +297,46 @@ fn two_workers_hand_packets_to_the_owner_over_spsc_rings() {
             .map(|w| w.counters().new_connections.get())
             .sum();
         assert_eq!(conns, 32);
+    }
+    assert_eq!(pool.in_use(), 0, "no mbuf leaked");
+}
+
+/// The byte counters count frames as they arrived and as they left: a frame that comes in
+/// with a VLAN tag and leaves untagged is 4 bytes longer on the way in.
+#[test]
+fn received_bytes_are_counted_before_the_pipeline_retags() {
+    let _ = eal();
+    let pool = pool("retag", 1024);
+    {
+        let cfg = WorkerConfig {
+            vlan_ports: vec![VlanPort { port: 0, vlan: 100 }],
+            ..WorkerConfig::default()
+        };
+        let mut rings = one_worker("rt", &pool, cfg);
+        let untagged = syn(40_000);
+        let mut tagged = untagged[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x00, 100]);
+        tagged.extend_from_slice(&untagged[12..]);
+
+        let mut burst = MbufBurst::new();
+        let mut m = pool.alloc().unwrap();
+        assert!(m.set_data(&tagged));
+        burst.push(m).unwrap();
+        assert_eq!(rings.wire_tx.tx_burst(&mut burst), 1);
+        assert_eq!(rings.worker.poll_once(), 1);
+        let mut out = MbufBurst::new();
+        assert_eq!(rings.wire_rx.rx_burst(&mut out), 1);
+        let sent = out.pop().unwrap();
+        assert_eq!(sent.len(), untagged.len(), "the backend's side is untagged");
+        assert_eq!(&sent.data()[..6], &BACKEND_MAC);
+
+        let c = rings.worker.counters();
+        assert_eq!(
+            c.rx_bytes.get(),
+            tagged.len() as u64,
+            "as received, tag included"
+        );
+        assert_eq!(c.tx_bytes.get(), untagged.len() as u64, "as sent");
     }
     assert_eq!(pool.in_use(), 0, "no mbuf leaked");
 }

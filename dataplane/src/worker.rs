@@ -240,6 +240,14 @@ impl PollingWorker {
             }
             handled += n;
             counters.rx_packets.add(n as u64);
+            // Counted before the pipeline, which may change lengths (a VLAN tag added or
+            // removed, an ICMP error built in place).
+            let rx_bytes: u64 = burst
+                .as_slice()
+                .iter()
+                .map(|m| u64::from(m.pkt_len()))
+                .sum();
+            counters.rx_bytes.add(rx_bytes);
             let mut verdicts = [Verdict::Drop(DropReason::MultiSegment); dpdk::MAX_BURST];
             pipeline.process_burst(
                 snap,
@@ -249,14 +257,12 @@ impl PollingWorker {
                 &mut verdicts,
             );
             // Byte counters are summed over the burst and published once.
-            if let Some((rx_bytes, tx_bytes)) = send_whole(burst, &verdicts, tx, tx_buffers) {
-                counters.rx_bytes.add(rx_bytes);
+            if let Some(tx_bytes) = send_whole(burst, &verdicts, tx, tx_buffers) {
                 counters.tx_bytes.add(tx_bytes);
                 continue;
             }
-            let (mut rx_bytes, mut tx_bytes) = (0u64, 0u64);
+            let mut tx_bytes = 0u64;
             for (mbuf, verdict) in burst.drain().zip(verdicts) {
-                rx_bytes += u64::from(mbuf.pkt_len());
                 // The common verdict inline; `dispatch` has the rest.
                 if let Verdict::Forward { port } | Verdict::Reply { port } = verdict {
                     let p = usize::from(port);
@@ -278,7 +284,6 @@ impl PollingWorker {
                     counters,
                 );
             }
-            counters.rx_bytes.add(rx_bytes);
             counters.tx_bytes.add(tx_bytes);
         }
         for ring in handoff_rx.iter_mut() {
@@ -297,7 +302,7 @@ impl PollingWorker {
                 true,
                 &mut verdicts,
             );
-            if let Some((_, tx_bytes)) = send_whole(burst, &verdicts, tx, tx_buffers) {
+            if let Some(tx_bytes) = send_whole(burst, &verdicts, tx, tx_buffers) {
                 counters.tx_bytes.add(tx_bytes);
                 continue;
             }
@@ -438,24 +443,20 @@ impl PollingWorker {
 }
 
 /// The common case, a whole burst leaving by one port: sends it as it stands (no per-packet
-/// copy into the TX buffer) and returns its bytes as received and as sent. `None`, and the
-/// burst untouched, when its verdicts differ.
+/// copy into the TX buffer) and returns its bytes. `None`, and the burst untouched, when its
+/// verdicts differ.
 #[inline]
 fn send_whole(
     burst: &mut MbufBurst,
     verdicts: &[Verdict],
     tx: &mut [TxQueue],
     tx_buffers: &mut [TxBuffer],
-) -> Option<(u64, u64)> {
+) -> Option<u64> {
     let p = one_egress(verdicts.get(..burst.len())?)?;
     let (buffer, queue) = (tx_buffers.get_mut(p)?, tx.get_mut(p)?);
-    let (mut rx_bytes, mut tx_bytes) = (0u64, 0u64);
-    for mbuf in burst.as_slice() {
-        rx_bytes += u64::from(mbuf.pkt_len());
-        tx_bytes += mbuf.len() as u64;
-    }
+    let tx_bytes = burst.as_slice().iter().map(|m| m.len() as u64).sum();
     buffer.send_burst(queue, burst);
-    Some((rx_bytes, tx_bytes))
+    Some(tx_bytes)
 }
 
 /// The port every verdict of a burst sends its packet out of, if they all do (forwarded or
