@@ -795,6 +795,49 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// The sweep over the live map: whichever entries hold connections (any pattern, any
+    /// capacity, multiple of 64 or not), one pass in steps of random budgets examines each
+    /// step's whole budget and removes exactly the idle connections, in slab order.
+    #[test]
+    fn a_sweep_pass_removes_exactly_the_idle_connections(
+        capacity in 1u32..300,
+        // Per entry: 0 vacant, 1 idle past its timeout, 2 just seen.
+        pattern in proptest::collection::vec(0u8..3, 300),
+        budgets in proptest::collection::vec(1usize..100, 1..20),
+    ) {
+        let mut t = ConnTable::new(capacity, 9);
+        let now = Tick(Timeouts::DEFAULT.udp + 10);
+        let key = |i: u32| original(client(i), 5000, Proto::Udp);
+        for i in 0..capacity {
+            let seen = if pattern[i as usize] == 2 { now } else { Tick(0) };
+            t.insert(key(i), dnat_reply(&key(i), backend(1)), data(NatMode::Dnat), seen)
+                .unwrap();
+        }
+        for i in (0..capacity).filter(|&i| pattern[i as usize] == 0) {
+            t.remove(ConnId(i), Tick(0)).unwrap();
+        }
+        let mut expired = Vec::new();
+        let mut examined = 0;
+        for &budget in budgets.iter().cycle() {
+            if examined == capacity as usize {
+                break;
+            }
+            let budget = budget.min(capacity as usize - examined);
+            let swept = t.expire_step(now, budget, usize::MAX, Aging::Normal, |info| {
+                expired.push(info.original)
+            });
+            prop_assert_eq!(swept.examined, budget);
+            examined += budget;
+        }
+        t.check_invariants();
+        let idle: Vec<FlowKey> = (0..capacity).filter(|&i| pattern[i as usize] == 1).map(key).collect();
+        prop_assert_eq!(expired, idle);
+    }
+}
+
 #[test]
 fn long_random_churn_matches_a_hashmap() {
     const CAPACITY: u32 = 2000;
