@@ -1104,10 +1104,10 @@ impl ConnTable {
         (idle >= under_aging).then_some(idle < timeout)
     }
 
-    /// Every live connection, for a control-plane snapshot (walks the whole slab: not for the
-    /// packet path).
+    /// Every live connection, for a control-plane snapshot (walks the whole live map and
+    /// every live entry: not for the packet path). A large, mostly empty table is not read
+    /// whole: only the entries whose bit is set.
     pub fn iter(&self, now: Tick) -> impl Iterator<Item = ConnInfo> + '_ {
-        // The live map's set bits, so that a large, mostly empty table is not read whole.
         self.live
             .iter()
             .enumerate()
