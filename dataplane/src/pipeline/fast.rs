@@ -387,11 +387,13 @@ fn ports_word(new: &FlowKey) -> [u8; 4] {
 /// as 0xffff (0 would mean "none").
 #[inline(always)]
 fn update_l4_sum<const N: usize>(h: &mut [u8; N], csum_at: usize, delta: u64, udp: bool) {
-    let mut l4_sum = apply_ne(h, csum_at, delta);
-    if udp && l4_sum == [0, 0] {
-        l4_sum = [0xff, 0xff];
+    // As one 16-bit word (0 and 0xffff read the same in either byte order): as two bytes,
+    // each took its own conditional move and store.
+    let mut l4_sum = apply(u16::from_ne_bytes([h[csum_at], h[csum_at + 1]]), delta);
+    if udp && l4_sum == 0 {
+        l4_sum = 0xffff;
     }
-    h[csum_at..csum_at + 2].copy_from_slice(&l4_sum);
+    h[csum_at..csum_at + 2].copy_from_slice(&l4_sum.to_ne_bytes());
 }
 
 /// The checksum at `at` with `delta` applied ([`apply`] works in either byte order), in
