@@ -467,11 +467,16 @@ fn one_egress(verdicts: &[Verdict]) -> Option<usize> {
         Verdict::Forward { port } | Verdict::Reply { port } => Some(port),
         _ => None,
     };
-    let first = egress(verdicts.first()?)?;
+    let first = verdicts.first()?;
+    let port = egress(first)?;
+    // Nearly always every verdict is the first one: one comparison each.
+    if verdicts.iter().all(|v| v == first) {
+        return Some(usize::from(port));
+    }
     verdicts
         .iter()
-        .all(|v| egress(v) == Some(first))
-        .then_some(usize::from(first))
+        .all(|v| egress(v) == Some(port))
+        .then_some(usize::from(port))
 }
 
 /// The port index of DPDK port id `port` among this worker's RX ports (for handed-over
