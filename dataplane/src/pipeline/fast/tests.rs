@@ -766,6 +766,22 @@ fn fast_path_checksums_verify_independently() {
         Verdict::Forward { port: 1 }
     ));
     assert_eq!(&next[40..42], &[0, 0]);
+    // A UDP checksum that computes to 0 is sent as 0xffff (0 would mean "none"). Over every
+    // nonzero checksum the datagram can arrive with, exactly one updates to 0.
+    let (mut zeros, mut all_ones) = (0, 0);
+    for arrived in 1..=u16::MAX {
+        let mut frame = client_frame(4, 41000, 53, 0, 64, 12);
+        frame[40..42].copy_from_slice(&arrived.to_be_bytes());
+        let fast = fast::recognise(&frame).expect("recognised");
+        let probe = w.conns.probe(w.conns.hash_key(&fast.key));
+        assert_eq!(
+            w.forward_established(&snap, &mut frame, &fast, probe, Tick(6), false),
+            Some(Verdict::Forward { port: 1 })
+        );
+        zeros += usize::from(frame[40..42] == [0, 0]);
+        all_ones += usize::from(frame[40..42] == [0xff, 0xff]);
+    }
+    assert_eq!((zeros, all_ones), (0, 1));
 }
 
 #[test]
