@@ -318,7 +318,7 @@ fn translate_v4(frame: &mut [u8], new: &FlowKey) {
     } else {
         0
     };
-    let ip_sum = apply_ne(h, L3 + 10, addr_delta + ttl_delta);
+    let ip_sum = apply_ne(h, L3 + 10, addr_delta + ttl_delta).to_ne_bytes();
     h[L3 + 8] = new_ttl;
     h[L3 + 12..L3 + 16].copy_from_slice(&new_src);
     h[L3 + 16..L3 + 20].copy_from_slice(&new_dst);
@@ -389,18 +389,18 @@ fn ports_word(new: &FlowKey) -> [u8; 4] {
 fn update_l4_sum<const N: usize>(h: &mut [u8; N], csum_at: usize, delta: u64, udp: bool) {
     // As one 16-bit word (0 and 0xffff read the same in either byte order): as two bytes,
     // each took its own conditional move and store.
-    let mut l4_sum = apply(u16::from_ne_bytes([h[csum_at], h[csum_at + 1]]), delta);
+    let mut l4_sum = apply_ne(h, csum_at, delta);
     if udp && l4_sum == 0 {
         l4_sum = 0xffff;
     }
     h[csum_at..csum_at + 2].copy_from_slice(&l4_sum.to_ne_bytes());
 }
 
-/// The checksum at `at` with `delta` applied ([`apply`] works in either byte order), in
-/// memory order.
+/// The checksum at `at` with `delta` applied ([`apply`] works in either byte order), as a
+/// native-endian word: `to_ne_bytes` gives it in memory order.
 #[inline(always)]
-fn apply_ne<const N: usize>(h: &[u8; N], at: usize, delta: u64) -> [u8; 2] {
-    apply(u16::from_ne_bytes([h[at], h[at + 1]]), delta).to_ne_bytes()
+fn apply_ne<const N: usize>(h: &[u8; N], at: usize, delta: u64) -> u16 {
+    apply(u16::from_ne_bytes([h[at], h[at + 1]]), delta)
 }
 
 #[cfg(test)]
