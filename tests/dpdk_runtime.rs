@@ -264,3 +264,28 @@ fn queues_are_handed_out_once_and_bad_configs_are_refused() {
     }
     assert_eq!(pool.in_use(), 0);
 }
+
+#[test]
+fn an_mbuf_reports_a_bad_ip_checksum_only_when_the_nic_verified_it_so() {
+    use dataplane::pipeline::PacketBuf;
+    // RTE_MBUF_F_RX_IP_CKSUM_*: unknown 0, bad 1 << 4, good 1 << 7, none both.
+    const BAD: u64 = 1 << 4;
+    const GOOD: u64 = 1 << 7;
+    let pool = pool("cksum", 64);
+    {
+        let mut m = pool.alloc().expect("mbuf");
+        assert!(m.set_data(&test_frame(1, 60)));
+        for (flags, bad) in [(0, false), (BAD, true), (GOOD, false), (BAD | GOOD, false)] {
+            // Other offload flags alongside change nothing.
+            m.set_ol_flags(flags | 1 << 1);
+            assert_eq!(m.rx_ip_checksum_bad(), bad, "ol_flags {flags:#x}");
+            assert_eq!(PacketBuf::rx_ip_checksum_bad(&m), bad);
+        }
+        m.set_ol_flags(BAD);
+        drop(m);
+        // A PMD's flags do not outlive the packet: the pool hands the mbuf out reset.
+        let again = pool.alloc().expect("mbuf");
+        assert!(!again.rx_ip_checksum_bad());
+    }
+    assert_eq!(pool.in_use(), 0);
+}

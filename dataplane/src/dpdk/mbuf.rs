@@ -70,6 +70,21 @@ impl Mbuf {
         self.raw().port
     }
 
+    /// Whether the NIC verified the IPv4 header checksum and found it wrong (`ol_flags`, set
+    /// with RX checksum offload on; "unknown", the vdevs' answer, and "good" are not).
+    #[inline]
+    pub fn rx_ip_checksum_bad(&self) -> bool {
+        self.raw().ol_flags & u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK)
+            == u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD)
+    }
+
+    /// Sets the offload flags, as a PMD does on receive (for tests that stand in for a NIC).
+    #[inline]
+    pub fn set_ol_flags(&mut self, flags: u64) {
+        // SAFETY: exclusive ownership; a plain field write.
+        unsafe { self.0.as_mut().ol_flags = flags };
+    }
+
     #[inline]
     pub fn set_port(&mut self, port: u16) {
         // SAFETY: exclusive ownership; a plain field write.
@@ -210,6 +225,11 @@ impl crate::pipeline::PacketBuf for Mbuf {
     #[inline(always)]
     fn is_segmented(&self) -> bool {
         self.segments() > 1
+    }
+
+    #[inline(always)]
+    fn rx_ip_checksum_bad(&self) -> bool {
+        Mbuf::rx_ip_checksum_bad(self)
     }
 
     fn resize(&mut self, len: usize) -> bool {

@@ -78,7 +78,7 @@ impl FastPacket {
 /// is in [`PacketBuf::data`]).
 #[inline(always)]
 pub(super) fn recognise_buf<B: PacketBuf + ?Sized>(pkt: &B) -> Option<FastPacket> {
-    if pkt.is_segmented() {
+    if pkt.general_path_only() {
         return None;
     }
     recognise(pkt.data())

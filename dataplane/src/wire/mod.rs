@@ -9,8 +9,9 @@
 //!   IPv4/IPv6 (with options and extension headers) and the start of TCP/UDP/ICMP, validates
 //!   the lengths on the way, and returns a small `Copy` [`PacketInfo`].
 //!
-//! Checksums are not verified by [`parse`] (NICs verify them, or the caller does when it has
-//! to): see [`verify_ipv4_header_checksum`] and [`verify_l4_checksum`].
+//! Checksums are not verified by [`parse`] (NICs verify them, and the pipeline drops what a
+//! NIC marks bad; or the caller does when it has to): see [`verify_ipv4_header_checksum`] and
+//! [`verify_l4_checksum`].
 
 pub mod arp;
 mod bytes;
@@ -61,11 +62,14 @@ pub enum ParseError {
     /// the wire (RFC 4291 2.5.5.2, RFC 4942 2.2), and would name IPv4 flows here (an [`Addr`]
     /// holds IPv4 addresses in that form).
     V4MappedAddress,
+    /// The NIC found the IPv4 header checksum wrong (see `PacketBuf::rx_ip_checksum_bad`;
+    /// [`parse`] itself does not verify checksums).
+    BadIpChecksum,
 }
 
 impl ParseError {
     /// Number of variants.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     /// Every variant, in [`index`](Self::index) order.
     pub const ALL: [ParseError; Self::COUNT] = [
@@ -79,6 +83,7 @@ impl ParseError {
         ParseError::BadL4Length,
         ParseError::BadTcpHeaderLength,
         ParseError::V4MappedAddress,
+        ParseError::BadIpChecksum,
     ];
 
     /// Position in [`ALL`](Self::ALL), for counter arrays.
@@ -100,6 +105,7 @@ impl ParseError {
             ParseError::BadL4Length => "bad_l4_length",
             ParseError::BadTcpHeaderLength => "bad_tcp_header_length",
             ParseError::V4MappedAddress => "v4_mapped_address",
+            ParseError::BadIpChecksum => "bad_ip_checksum",
         }
     }
 }

@@ -878,8 +878,31 @@ impl PacketBuf for FirstSegment {
     }
 }
 
-#[test]
-fn a_segmented_packet_is_dropped_before_anything_reads_it() {
+/// A packet whose IPv4 header checksum the NIC found wrong (as an mbuf's offload flags say).
+struct BadIpChecksum(Vec<u8>);
+
+impl PacketBuf for BadIpChecksum {
+    fn data(&self) -> &[u8] {
+        &self.0
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+    fn resize(&mut self, len: usize) -> bool {
+        self.0.resize(len, 0);
+        true
+    }
+    fn rx_ip_checksum_bad(&self) -> bool {
+        true
+    }
+}
+
+/// Packets in buffers that `wrap` makes are dropped for `reason`, singly and in a burst,
+/// unchanged, without opening a connection or counting for the established one.
+fn assert_dropped_before_anything_reads_them<B: PacketBuf>(
+    wrap: fn(Vec<u8>) -> B,
+    reason: DropReason,
+) {
     let snap = snapshot();
     let mut w = worker();
     // An established connection, so that the fast path would otherwise take its packets.
@@ -894,21 +917,38 @@ fn a_segmented_packet_is_dropped_before_anything_reads_it() {
         client_frame(2, 40001, 80, 0x02, 64, 0), // a new connection's SYN
         client_frame(3, 5353, 53, 0, 64, 8),     // a new UDP flow
     ];
-    let mut one = FirstSegment(frames[0].clone());
+    let mut one = wrap(frames[0].clone());
     assert_eq!(
         w.process(&snap, &mut one, 0, Tick(2), false),
-        Verdict::Drop(DropReason::MultiSegment)
+        Verdict::Drop(reason)
     );
-    let mut burst: Vec<FirstSegment> = frames.iter().cloned().map(FirstSegment).collect();
+    let mut burst: Vec<B> = frames.iter().cloned().map(wrap).collect();
     let mut verdicts = [Verdict::Consumed; 3];
     w.process_burst(&snap, &mut burst, 0, Tick(3), &mut verdicts);
-    assert_eq!(verdicts, [Verdict::Drop(DropReason::MultiSegment); 3]);
+    assert_eq!(verdicts, [Verdict::Drop(reason); 3]);
     for (pkt, frame) in burst.iter().zip(&frames) {
-        assert_eq!(&pkt.0, frame, "not rewritten");
+        assert_eq!(pkt.data(), &frame[..], "not rewritten");
     }
-    assert_eq!(w.counters().drops(DropReason::MultiSegment), 4);
+    assert_eq!(w.counters().drops(reason), 4);
     assert_eq!(w.counters().total_drops(), 4, "each counted once");
     assert_eq!(w.connections().len(), conns, "no connection opened");
     let service = w.counters().service(1).expect("slot");
     assert_eq!(service.packets.get(), 1, "only the SYN was forwarded");
+}
+
+#[test]
+fn a_segmented_packet_is_dropped_before_anything_reads_it() {
+    assert_dropped_before_anything_reads_them(FirstSegment, DropReason::MultiSegment);
+}
+
+#[test]
+fn a_packet_the_nic_found_with_a_bad_ip_checksum_is_dropped_before_anything_reads_it() {
+    assert_dropped_before_anything_reads_them(
+        BadIpChecksum,
+        DropReason::Malformed(ParseError::BadIpChecksum),
+    );
+    assert_eq!(
+        DropReason::Malformed(ParseError::BadIpChecksum).as_str(),
+        "bad_ip_checksum"
+    );
 }
