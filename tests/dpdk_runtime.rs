@@ -6,7 +6,9 @@
 mod common;
 
 use common::{eal, pool, ring_pair, test_frame, vdev_port, worker_lcore};
-use dataplane::dpdk::{lcore, DpdkError, Eal, EalArgs, MbufBurst, Port, TxBuffer, MAX_BURST};
+use dataplane::dpdk::{
+    lcore, DpdkError, Eal, EalArgs, MbufBurst, Port, PortConfig, TxBuffer, MAX_BURST,
+};
 
 #[test]
 fn second_eal_init_is_refused() {
@@ -288,4 +290,83 @@ fn an_mbuf_reports_a_bad_ip_checksum_only_when_the_nic_verified_it_so() {
         assert!(!again.rx_ip_checksum_bad());
     }
     assert_eq!(pool.in_use(), 0);
+}
+
+/// An IPv4/UDP frame 198.18.0.1 -> 198.18.0.2 with a correct header checksum, from etherparse.
+fn udp_frame(payload: &[u8]) -> Vec<u8> {
+    let builder = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+        .udp(40000, 9);
+    let mut frame = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut frame, payload).expect("frame");
+    frame
+}
+
+#[test]
+fn a_tap_port_with_rx_checksum_offload_marks_a_bad_ipv4_header_checksum() {
+    // net_tap verifies checksums in its receive path when the offload is on: the real thing
+    // the daemon relies on, with the kernel's side of the tap as the sender.
+    let pool = pool("tapcksum", 2048);
+    let iface = format!("sltapck{}", std::process::id() % 10000);
+    {
+        let mut port =
+            Port::create_vdev(&eal(), "net_tap", &format!("iface={iface}")).expect("net_tap");
+        let cfg = PortConfig {
+            rx_descriptors: 256,
+            tx_descriptors: 256,
+            rx_checksum: true,
+            ..PortConfig::default()
+        };
+        port.configure(&cfg, &pool).expect("configure");
+        port.start().expect("start");
+        let status = std::process::Command::new("ip")
+            .args(["link", "set", &iface, "up"])
+            .status()
+            .expect("ip");
+        assert!(status.success());
+        let good = udp_frame(b"good checksum");
+        let mut bad = udp_frame(b"bad checksum!");
+        bad[24] ^= 0x55; // the IPv4 header checksum
+        let sent = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import socket, sys\n\
+                 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+                 s.bind((sys.argv[1], 0))\n\
+                 [s.send(bytes.fromhex(h)) for h in sys.argv[2:]]",
+                &iface,
+                &hex(&good),
+                &hex(&bad),
+            ])
+            .status()
+            .expect("python3");
+        assert!(sent.success());
+        let mut rx = port.rx_queue(0).expect("rx queue");
+        let mut seen = Vec::new();
+        let mut burst = MbufBurst::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while seen.len() < 2 && std::time::Instant::now() < deadline {
+            rx.rx_burst(&mut burst);
+            // The kernel sends its own frames on a fresh link (IPv6 neighbour discovery).
+            seen.extend(
+                burst
+                    .drain()
+                    .filter(|m| m.data() == &good[..] || m.data() == &bad[..])
+                    .map(|m| (m.data() == &good[..], m.rx_ip_checksum_bad())),
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            seen,
+            [(true, false), (false, true)],
+            "(good frame, marked bad)"
+        );
+        drop(rx);
+        drop(port);
+    }
+    assert_eq!(pool.in_use(), 0);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
