@@ -317,7 +317,8 @@ fn a_tap_port_with_rx_checksum_offload_marks_a_bad_ipv4_header_checksum() {
             rx_checksum: true,
             ..PortConfig::default()
         };
-        port.configure(&cfg, &pool).expect("configure");
+        let info = port.configure(&cfg, &pool).expect("configure");
+        assert!(info.rx_ip_checksum_offload(), "net_tap offers the offload");
         port.start().expect("start");
         let status = std::process::Command::new("ip")
             .args(["link", "set", &iface, "up"])
@@ -363,6 +364,11 @@ fn a_tap_port_with_rx_checksum_offload_marks_a_bad_ipv4_header_checksum() {
         );
         drop(rx);
         drop(port);
+        // A device without the offload reports it off when asked (the daemon logs that).
+        let mut ring =
+            Port::create_vdev(&eal(), "net_ring", "nodeaction=tapck:0:CREATE").expect("net_ring");
+        let info = ring.configure(&cfg, &pool).expect("configure");
+        assert!(!info.rx_ip_checksum_offload());
     }
     assert_eq!(pool.in_use(), 0);
 }

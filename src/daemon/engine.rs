@@ -159,6 +159,8 @@ pub fn open_ports(eal: &Eal, config: &Config, workers: usize) -> Result<(Mempool
             rx_queues = info.rx_queues,
             tx_queues = info.tx_queues,
             rss = info.rss_enabled != 0,
+            // Off: the device cannot verify IPv4 header checksums, so none are checked.
+            rx_ip_checksum = info.rx_ip_checksum_offload(),
             "port configured"
         );
         ports.push(OpenPort {

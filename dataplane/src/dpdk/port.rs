@@ -37,7 +37,10 @@ const RSS_WANTED: u64 = RSS_IPV4
     | RSS_NONFRAG_IPV4_UDP
     | RSS_NONFRAG_IPV6_UDP
     | RSS_IPV6_UDP_EX;
-const RX_OFFLOAD_CHECKSUM: u64 = (1 << 1) | (1 << 2) | (1 << 3);
+/// RTE_ETH_RX_OFFLOAD_IPV4_CKSUM.
+const RX_OFFLOAD_IPV4_CHECKSUM: u64 = 1 << 1;
+/// IPv4, UDP and TCP checksums (RTE_ETH_RX_OFFLOAD_CHECKSUM).
+const RX_OFFLOAD_CHECKSUM: u64 = RX_OFFLOAD_IPV4_CHECKSUM | (1 << 2) | (1 << 3);
 const TX_OFFLOAD_MBUF_FAST_FREE: u64 = 1 << 16;
 
 /// How to set a port up. Requests a device cannot honour are masked by its capabilities
@@ -94,6 +97,14 @@ pub struct PortInfo {
     pub tx_offloads: u64,
     pub rx_queues: u16,
     pub tx_queues: u16,
+}
+
+impl PortInfo {
+    /// Whether the device verifies IPv4 header checksums on receive (asked for and supported),
+    /// so that mbufs can say a checksum is bad.
+    pub fn rx_ip_checksum_offload(&self) -> bool {
+        self.rx_offloads & RX_OFFLOAD_IPV4_CHECKSUM != 0
+    }
 }
 
 /// Hardware/driver counters of a port (`rte_eth_stats_get`).

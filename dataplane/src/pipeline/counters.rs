@@ -6,7 +6,7 @@
 //! a snapshot change never reallocates or re-keys them. A slot's counters are monotonic for the
 //! life of the process; the control plane records a baseline when it reuses a slot.
 //!
-//! Each worker's counters sit in cache lines of their own (the "cache-line padded"):
+//! Each worker's counters sit in cache lines of their own (cache-line padded):
 //! [`WorkerCounters`] is line-aligned, and the slot arrays have a line of unused slots at each
 //! end. A counter written by one core in a line that another core writes too (say, the first
 //! slot of one worker's array next to the end of another worker's allocation) would move that
@@ -94,7 +94,7 @@ const CACHE_LINE: usize = 64;
 /// used slots would otherwise hold the neighbouring allocations' data.
 #[derive(Debug)]
 struct Slots<T> {
-    /// `guard` unused slots, `len` used ones, `guard` unused ones.
+    /// [`Slots::GUARD`] unused slots, `len` used ones, [`Slots::GUARD`] unused ones.
     all: Box<[T]>,
     len: usize,
 }
