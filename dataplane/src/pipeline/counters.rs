@@ -246,7 +246,7 @@ mod tests {
     /// Whether `slots` fill whole cache lines of their own.
     fn in_lines_of_their_own<T>(slots: &[T]) -> bool {
         let start = slots.as_ptr() as usize;
-        start % CACHE_LINE == 0 && core::mem::size_of_val(slots) % CACHE_LINE == 0
+        start.is_multiple_of(CACHE_LINE) && core::mem::size_of_val(slots).is_multiple_of(CACHE_LINE)
     }
 
     #[test]

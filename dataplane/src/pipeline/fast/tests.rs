@@ -859,50 +859,55 @@ fn recognise_leaves_ipv6_extension_headers_to_the_general_path() {
     assert!(fast::recognise(&udp[..61]).is_none());
 }
 
-/// The first buffer of a packet that continues in others (as an mbuf chain would be).
-struct FirstSegment(Vec<u8>);
+/// A packet with what an mbuf's metadata can say about it.
+struct Described {
+    bytes: Vec<u8>,
+    /// The first buffer of a packet that continues in others (as an mbuf chain would be).
+    segmented: bool,
+    /// The NIC found its IPv4 header checksum wrong (as an mbuf's offload flags say).
+    bad_ip_checksum: bool,
+}
 
-impl PacketBuf for FirstSegment {
+impl Described {
+    fn first_segment(bytes: Vec<u8>) -> Described {
+        Described {
+            bytes,
+            segmented: true,
+            bad_ip_checksum: false,
+        }
+    }
+
+    fn bad_ip_checksum(bytes: Vec<u8>) -> Described {
+        Described {
+            bytes,
+            segmented: false,
+            bad_ip_checksum: true,
+        }
+    }
+}
+
+impl PacketBuf for Described {
     fn data(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
     fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.0
+        &mut self.bytes
     }
     fn resize(&mut self, len: usize) -> bool {
-        self.0.resize(len, 0);
+        self.bytes.resize(len, 0);
         true
     }
     fn is_segmented(&self) -> bool {
-        true
-    }
-}
-
-/// A packet whose IPv4 header checksum the NIC found wrong (as an mbuf's offload flags say).
-struct BadIpChecksum(Vec<u8>);
-
-impl PacketBuf for BadIpChecksum {
-    fn data(&self) -> &[u8] {
-        &self.0
-    }
-    fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.0
-    }
-    fn resize(&mut self, len: usize) -> bool {
-        self.0.resize(len, 0);
-        true
+        self.segmented
     }
     fn rx_ip_checksum_bad(&self) -> bool {
-        true
+        self.bad_ip_checksum
     }
 }
 
-/// Packets in buffers that `wrap` makes are dropped for `reason`, singly and in a burst,
-/// unchanged, without opening a connection or counting for the established one.
-fn assert_dropped_before_anything_reads_them<B: PacketBuf>(
-    wrap: fn(Vec<u8>) -> B,
-    reason: DropReason,
-) {
+/// Packets that `wrap` describes are dropped for `reason`, singly and in a burst, unchanged,
+/// without opening a connection or counting for the established one.
+fn assert_dropped_before_anything_reads_them(wrap: fn(Vec<u8>) -> Described, reason: DropReason) {
     let snap = snapshot();
     let mut w = worker();
     // An established connection, so that the fast path would otherwise take its packets.
@@ -922,7 +927,7 @@ fn assert_dropped_before_anything_reads_them<B: PacketBuf>(
         w.process(&snap, &mut one, 0, Tick(2), false),
         Verdict::Drop(reason)
     );
-    let mut burst: Vec<B> = frames.iter().cloned().map(wrap).collect();
+    let mut burst: Vec<Described> = frames.iter().cloned().map(wrap).collect();
     let mut verdicts = [Verdict::Consumed; 3];
     w.process_burst(&snap, &mut burst, 0, Tick(3), &mut verdicts);
     assert_eq!(verdicts, [Verdict::Drop(reason); 3]);
@@ -938,13 +943,13 @@ fn assert_dropped_before_anything_reads_them<B: PacketBuf>(
 
 #[test]
 fn a_segmented_packet_is_dropped_before_anything_reads_it() {
-    assert_dropped_before_anything_reads_them(FirstSegment, DropReason::MultiSegment);
+    assert_dropped_before_anything_reads_them(Described::first_segment, DropReason::MultiSegment);
 }
 
 #[test]
 fn a_packet_the_nic_found_with_a_bad_ip_checksum_is_dropped_before_anything_reads_it() {
     assert_dropped_before_anything_reads_them(
-        BadIpChecksum,
+        Described::bad_ip_checksum,
         DropReason::Malformed(ParseError::BadIpChecksum),
     );
     assert_eq!(
