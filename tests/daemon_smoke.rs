@@ -3,7 +3,8 @@
 //! SIGTERM with every mbuf back in the pool, and restores the service after a restart. A
 //! corrupt state file stops it before DPDK starts, and so does an out-of-range connection
 //! timeout in the config file or an unknown one on the command line (`--check-config` shows
-//! the timeouts the file and the `--timeout` flags set).
+//! the timeouts the file and the `--timeout` flags set). A port that can verify IPv4 header
+//! checksums (net_tap) is asked to, and the log says so per port.
 #![cfg(feature = "dpdk")]
 
 use sluice_proto::v1;
@@ -34,12 +35,17 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, run: &str) -> Daemon {
+        Daemon::start_on(dir, run, &["port0=net_null0", "port1=net_null1"])
+    }
+
+    /// [`Daemon::start`] on the given `--port` specs.
+    fn start_on(dir: &Path, run: &str, ports: &[&str]) -> Daemon {
         let (api, admin) = (free_port(), free_port());
         let log = dir.join(format!("sluiced-{run}.log"));
         let child = Command::new(SLUICED)
             .args(["--no-huge", "--no-shconf", "--no-pci", "--memory-mb", "256"])
             .args(["--lcores", "0-1"])
-            .args(["--port", "port0=net_null0", "--port", "port1=net_null1"])
+            .args(ports.iter().flat_map(|port| ["--port", port]))
             .arg("--state-dir")
             .arg(dir.join("state"))
             .arg("--api-socket")
@@ -342,4 +348,22 @@ fn connection_timeouts_come_from_the_file_and_flags_and_bad_ones_stop_the_start(
     assert_eq!(bad.status.code(), Some(2), "{bad:?}");
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("no timeout named \"tcp_sin\""), "{stderr}");
+}
+
+#[test]
+fn the_daemon_asks_ports_that_can_verify_ipv4_header_checksums_to_do_so() {
+    // net_tap verifies checksums when asked; net_null cannot. The log says which ports check.
+    let dir = tempfile::tempdir().unwrap();
+    let tap = format!("port1=net_tap0,iface=sltapsm{}", std::process::id() % 10000);
+    let daemon = Daemon::start_on(dir.path(), "cksum", &["port0=net_null0", &tap]);
+    let (status, log) = daemon.terminate();
+    assert!(status.success(), "{log}");
+    let configured = |port: &str| {
+        log.lines()
+            .find(|l| l.contains("port configured") && l.contains(&format!("port={port}")))
+            .unwrap_or_else(|| panic!("no 'port configured' line for {port}:\n{log}"))
+            .to_owned()
+    };
+    assert!(configured("port0").contains("rx_ip_checksum=false"));
+    assert!(configured("port1").contains("rx_ip_checksum=true"));
 }
