@@ -43,6 +43,19 @@ pub enum ConnState {
 }
 
 impl ConnState {
+    /// Every state, in declaration order.
+    pub const ALL: [ConnState; 9] = [
+        ConnState::SynSent,
+        ConnState::SynReceived,
+        ConnState::Established,
+        ConnState::FinWait,
+        ConnState::Closing,
+        ConnState::TimeWait,
+        ConnState::Closed,
+        ConnState::Unreplied,
+        ConnState::Replied,
+    ];
+
     /// Whether this is one of the TCP states.
     #[inline]
     pub fn is_tcp(self) -> bool {
@@ -372,21 +385,20 @@ mod tests {
     }
 
     #[test]
+    fn all_lists_every_state_once_in_order() {
+        for (i, state) in ConnState::ALL.into_iter().enumerate() {
+            assert_eq!(state as usize, i);
+        }
+        assert_eq!(ConnState::ALL.len(), ConnState::Replied as usize + 1);
+    }
+
+    #[test]
     fn the_shortcut_agrees_with_the_state_machine_in_every_tcp_state() {
         // Every TCP state with every FIN record, every flags byte, both directions:
         // `on_packet` (shortcut included) and the general `on_tcp` give the same transition
         // and leave the same tracker.
-        use ConnState::*;
         let mut shortcuts = 0;
-        for state in [
-            SynSent,
-            SynReceived,
-            Established,
-            FinWait,
-            Closing,
-            TimeWait,
-            Closed,
-        ] {
+        for state in ConnState::ALL.into_iter().filter(|s| s.is_tcp()) {
             for fins in [0, FIN_ORIGINAL, FIN_REPLY, FIN_BOTH] {
                 let before = Tracker { state, flags: fins };
                 for flags in 0..=u8::MAX {

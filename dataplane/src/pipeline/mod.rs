@@ -153,6 +153,9 @@ pub enum DropReason {
     TxFull,
     /// A multi-segment mbuf (ports run without scatter; never expected).
     MultiSegment,
+    /// The NIC found the IPv4 header checksum wrong (see [`PacketBuf::rx_ip_checksum_bad`];
+    /// the parser itself verifies no checksum).
+    BadIpChecksum,
     /// For the host kernel (an interface address), but the port has no exception path (tap).
     NoHostPath,
     /// For the host kernel, but the exception path's TX queue refused it.
@@ -165,7 +168,7 @@ pub enum DropReason {
     ReplyKeyInUse,
 }
 
-const OWN_REASONS: [DropReason; 20] = [
+const OWN_REASONS: [DropReason; 21] = [
     DropReason::NotIp,
     DropReason::Fragment,
     DropReason::IcmpUnhandled,
@@ -182,6 +185,7 @@ const OWN_REASONS: [DropReason; 20] = [
     DropReason::HandoffRingFull,
     DropReason::TxFull,
     DropReason::MultiSegment,
+    DropReason::BadIpChecksum,
     DropReason::NoHostPath,
     DropReason::HostPathFull,
     DropReason::NoRoute,
@@ -227,6 +231,7 @@ impl DropReason {
             DropReason::HandoffRingFull => "handoff_ring_full",
             DropReason::TxFull => "tx_full",
             DropReason::MultiSegment => "multi_segment",
+            DropReason::BadIpChecksum => "bad_ip_checksum",
             DropReason::NoHostPath => "no_host_path",
             DropReason::HostPathFull => "host_path_full",
             DropReason::NoRoute => "no_route",
@@ -703,7 +708,7 @@ impl Worker {
             return Verdict::Drop(DropReason::MultiSegment);
         }
         if pkt.rx_ip_checksum_bad() {
-            return Verdict::Drop(DropReason::Malformed(ParseError::BadIpChecksum));
+            return Verdict::Drop(DropReason::BadIpChecksum);
         }
         let info = match wire::parse(pkt.data()) {
             Ok(info) => info,

@@ -62,14 +62,11 @@ pub enum ParseError {
     /// the wire (RFC 4291 2.5.5.2, RFC 4942 2.2), and would name IPv4 flows here (an [`Addr`]
     /// holds IPv4 addresses in that form).
     V4MappedAddress,
-    /// The NIC found the IPv4 header checksum wrong (see `PacketBuf::rx_ip_checksum_bad`;
-    /// [`parse`] itself does not verify checksums).
-    BadIpChecksum,
 }
 
 impl ParseError {
     /// Number of variants.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 10;
 
     /// Every variant, in [`index`](Self::index) order.
     pub const ALL: [ParseError; Self::COUNT] = [
@@ -83,7 +80,6 @@ impl ParseError {
         ParseError::BadL4Length,
         ParseError::BadTcpHeaderLength,
         ParseError::V4MappedAddress,
-        ParseError::BadIpChecksum,
     ];
 
     /// Position in [`ALL`](Self::ALL), for counter arrays.
@@ -105,7 +101,6 @@ impl ParseError {
             ParseError::BadL4Length => "bad_l4_length",
             ParseError::BadTcpHeaderLength => "bad_tcp_header_length",
             ParseError::V4MappedAddress => "v4_mapped_address",
-            ParseError::BadIpChecksum => "bad_ip_checksum",
         }
     }
 }
