@@ -8,9 +8,10 @@
 //!
 //! Each worker's counters sit in cache lines of their own (cache-line padded):
 //! [`WorkerCounters`] is line-aligned, and each service's and backend's counters fill one
-//! line, so the slot arrays start and end on line boundaries. A counter written by one core in a line that another core writes too (say, the first slot of
-//! one worker's array next to the end of another worker's allocation) would move that line
-//! between the cores on every write.
+//! line, so the slot arrays start and end on line boundaries. A counter written by one core
+//! in a line that another core writes too (say, the first slot of one worker's array next to
+//! the end of another worker's allocation) would move that line between the cores on every
+//! write.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
