@@ -573,6 +573,34 @@ fn bench_memory_floor(c: &mut Criterion) {
             });
         }
     }
+    // What a random line costs by the memory it is drawn from (the 1M rows above draw from
+    // 64 MiB of entries plus the slots): the size a million connections' entries would need
+    // to fit for their lookups to cost what the 1k rows' do.
+    for mib in [4usize, 16, 32, 48, 64] {
+        let bound = (mib << 20) / 64;
+        let indices = random_indices(1 << 20, bound as u32, mib as u64 + 3);
+        let mut cursor = 0usize;
+        let mut at = [0usize; BURST];
+        g.bench_function(
+            BenchmarkId::new("one_line_over", format!("{mib}MiB")),
+            |b| {
+                b.iter(|| {
+                    for a in at.iter_mut() {
+                        *a = indices[cursor & (indices.len() - 1)] as usize;
+                        cursor += 1;
+                        prefetch(lines.as_ptr().wrapping_add(*a));
+                    }
+                    let mut sum = 0u64;
+                    for &a in &at {
+                        let line = &mut lines[a];
+                        line[0] = line[0].wrapping_add(1);
+                        sum = sum.wrapping_add(line[1]);
+                    }
+                    black_box(sum)
+                })
+            },
+        );
+    }
     // Whether lead time hides the misses: one random line per packet plus about 30 ns of
     // independent work (about the 1k burst's per-packet time), the lines prefetched at the
     // start of their own burst or a whole burst (about 1 us) earlier.
