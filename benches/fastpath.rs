@@ -573,6 +573,40 @@ fn bench_memory_floor(c: &mut Criterion) {
             });
         }
     }
+    // The floor of a compact table: the same two accesses with 32-byte entries (half the
+    // memory for the entries; the slots are the 4 bytes above already).
+    let mut halves: Vec<[u64; 4]> = huge_page_vec(capacity, [0; 4]);
+    for flows in [1_000u32, 1_000_000] {
+        let indices = random_indices(1 << 20, flows, u64::from(flows) + 1);
+        let slot_of =
+            |i: u32| (u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % slot_count;
+        for i in 0..flows {
+            slots[slot_of(i)] = i;
+        }
+        let label = if flows == 1_000 { "1k" } else { "1M" };
+        let mut cursor = 0usize;
+        let mut at = [0usize; BURST];
+        g.bench_function(BenchmarkId::new("two_lines_32B_entries", label), |b| {
+            b.iter(|| {
+                for a in at.iter_mut() {
+                    *a = slot_of(indices[cursor & (indices.len() - 1)]);
+                    cursor += 1;
+                    prefetch(slots.as_ptr().wrapping_add(*a));
+                }
+                for a in at.iter_mut() {
+                    *a = slots[*a] as usize;
+                    prefetch(halves.as_ptr().wrapping_add(*a));
+                }
+                let mut sum = 0u64;
+                for &a in &at {
+                    let entry = &mut halves[a];
+                    entry[0] = entry[0].wrapping_add(1);
+                    sum = sum.wrapping_add(entry[1]);
+                }
+                black_box(sum)
+            })
+        });
+    }
     // What a random line costs by the memory it is drawn from (the 1M rows above draw from
     // 64 MiB of entries plus the slots): the size a million connections' entries would need
     // to fit for their lookups to cost what the 1k rows' do.
