@@ -10,6 +10,7 @@ pub mod mem;
 pub mod neigh;
 pub mod pipeline;
 pub mod route;
+pub mod seqlock;
 pub mod snapshot;
 pub mod wire;
 

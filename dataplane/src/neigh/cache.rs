@@ -1,21 +1,19 @@
 //! The neighbour cache every worker shares: learned IP -> MAC bindings per port.
 //!
 //! Fixed capacity (a power of two, allocated once), open addressing with a short probe window,
-//! and one seqlock per slot: readers never block and never write shared memory; a writer (the
-//! worker that received an ARP reply or a neighbour advertisement) takes the slot's sequence
-//! from even to odd with a compare-and-swap, writes, and releases it with the next even value.
-//! A writer that finds the slot busy gives up (the next ARP packet of that host teaches it
-//! again). Every field is an atomic, so a torn read is detected by the sequence and retried,
-//! never undefined behaviour.
+//! and one [`SeqLock`] per slot: readers never block and never write shared memory; a writer
+//! (the worker that received an ARP reply or a neighbour advertisement) that finds the slot
+//! busy gives up (the next ARP packet of that host teaches it again).
 //!
 //! `version` changes when a binding changes MAC or port, or disappears: workers compare it once
 //! per burst and flush their per-destination egress caches, so a moved or expired neighbour is
 //! never used from a stale cache. New bindings and refreshes leave it alone (a miss is never
 //! cached, so nothing has to be flushed for a new entry).
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::flow::Addr;
+use crate::seqlock::SeqLock;
 
 /// Slots probed from a key's home slot.
 const PROBE: usize = 8;
@@ -26,7 +24,7 @@ const FLAG_VALID: u32 = 1;
 
 #[derive(Debug, Default)]
 struct Slot {
-    seq: AtomicU32,
+    lock: SeqLock,
     flags: AtomicU32,
     addr_hi: AtomicU64,
     addr_lo: AtomicU64,
@@ -164,36 +162,28 @@ impl NeighbourCache {
     #[inline]
     fn read(&self, i: usize) -> Option<Snapshot> {
         let slot = self.slots.get(i & self.mask)?;
-        for _ in 0..READ_RETRIES {
-            let s1 = slot.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let flags = slot.flags.load(Ordering::Relaxed);
-            let hi = slot.addr_hi.load(Ordering::Relaxed);
-            let lo = slot.addr_lo.load(Ordering::Relaxed);
-            let mac_port = slot.mac_port.load(Ordering::Relaxed);
-            let confirmed = slot.confirmed.load(Ordering::Relaxed);
-            fence(Ordering::Acquire);
-            if slot.seq.load(Ordering::Relaxed) != s1 {
-                continue;
-            }
-            let (mac, port) = unpack(mac_port);
-            let mut addr = [0u8; 16];
-            addr[..8].copy_from_slice(&hi.to_be_bytes());
-            addr[8..].copy_from_slice(&lo.to_be_bytes());
-            return Some(Snapshot {
-                valid: flags & FLAG_VALID != 0,
-                binding: Binding {
-                    addr: Addr(addr),
-                    port,
-                    mac,
-                    confirmed,
-                },
-            });
-        }
-        None
+        let (flags, hi, lo, mac_port, confirmed) = slot.lock.read(READ_RETRIES, || {
+            (
+                slot.flags.load(Ordering::Relaxed),
+                slot.addr_hi.load(Ordering::Relaxed),
+                slot.addr_lo.load(Ordering::Relaxed),
+                slot.mac_port.load(Ordering::Relaxed),
+                slot.confirmed.load(Ordering::Relaxed),
+            )
+        })?;
+        let (mac, port) = unpack(mac_port);
+        let mut addr = [0u8; 16];
+        addr[..8].copy_from_slice(&hi.to_be_bytes());
+        addr[8..].copy_from_slice(&lo.to_be_bytes());
+        Some(Snapshot {
+            valid: flags & FLAG_VALID != 0,
+            binding: Binding {
+                addr: Addr(addr),
+                port,
+                mac,
+                confirmed,
+            },
+        })
     }
 
     /// The binding of `addr` on `port`, if learned and not expired.
@@ -215,28 +205,17 @@ impl NeighbourCache {
         let Some(slot) = self.slots.get(i & self.mask) else {
             return false;
         };
-        let s = slot.seq.load(Ordering::Relaxed);
-        if s & 1 == 1
-            || slot
-                .seq
-                .compare_exchange(s, s.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-        {
-            return false;
-        }
-        // Order the odd sequence before the field writes (readers check it after theirs).
-        fence(Ordering::Release);
-        slot.flags
-            .store(if valid { FLAG_VALID } else { 0 }, Ordering::Relaxed);
         let a = u128::from_be_bytes(binding.addr.0);
-        slot.addr_hi.store((a >> 64) as u64, Ordering::Relaxed);
-        slot.addr_lo.store(a as u64, Ordering::Relaxed);
-        slot.mac_port
-            .store(pack(&binding.mac, binding.port), Ordering::Relaxed);
-        slot.confirmed.store(binding.confirmed, Ordering::Relaxed);
-        slot.probes.store(0, Ordering::Relaxed);
-        slot.seq.store(s.wrapping_add(2), Ordering::Release);
-        true
+        slot.lock.try_write(|| {
+            slot.flags
+                .store(if valid { FLAG_VALID } else { 0 }, Ordering::Relaxed);
+            slot.addr_hi.store((a >> 64) as u64, Ordering::Relaxed);
+            slot.addr_lo.store(a as u64, Ordering::Relaxed);
+            slot.mac_port
+                .store(pack(&binding.mac, binding.port), Ordering::Relaxed);
+            slot.confirmed.store(binding.confirmed, Ordering::Relaxed);
+            slot.probes.store(0, Ordering::Relaxed);
+        })
     }
 
     /// Learns (or confirms) that `addr` on `port` is at `mac`, at tick `now`.

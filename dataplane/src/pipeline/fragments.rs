@@ -8,13 +8,14 @@
 //! seen (reordered ahead of it, or older than the tracking time) is dropped and counted
 //! (`fragment`). Nothing is reassembled: the backend reassembles.
 //!
-//! The tracker is fixed-size with one seqlock per slot, like the neighbour cache: lock-free
+//! The tracker is fixed-size with one [`SeqLock`] per slot, like the neighbour cache: lock-free
 //! reads, a compare-and-swap per write, a probe window of 8; a slot is reused when its entry
 //! is older than the tracking time, or the oldest of the window is evicted.
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::flow::Addr;
+use crate::seqlock::SeqLock;
 
 const PROBE: usize = 8;
 /// How long a first fragment's translation is kept, in milliseconds.
@@ -38,7 +39,7 @@ pub struct Translation {
 
 #[derive(Debug, Default)]
 struct Slot {
-    seq: AtomicU32,
+    lock: SeqLock,
     created: AtomicU32,
     /// key src, key dst, new src, new dst: two words each.
     words: [AtomicU64; 8],
@@ -84,37 +85,30 @@ impl FragmentTracker {
     /// A consistent read of slot `i`: (key, translation, created), or `None` if busy/empty.
     fn read(&self, i: usize) -> Option<(DatagramKey, Translation, u32)> {
         let slot = self.slots.get(i & self.mask)?;
-        for _ in 0..4 {
-            let s1 = slot.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
+        let (w, meta, created) = slot.lock.read(4, || {
             let w: [u64; 8] = std::array::from_fn(|k| slot.words[k].load(Ordering::Relaxed));
-            let meta = slot.meta.load(Ordering::Relaxed);
-            let created = slot.created.load(Ordering::Relaxed);
-            fence(Ordering::Acquire);
-            if slot.seq.load(Ordering::Relaxed) != s1 {
-                continue;
-            }
-            if meta == 0 {
-                return None;
-            }
-            return Some((
-                DatagramKey {
-                    src: join(w[0], w[1]),
-                    dst: join(w[2], w[3]),
-                    proto: (meta >> 32) as u8,
-                    id: meta as u32,
-                },
-                Translation {
-                    src: join(w[4], w[5]),
-                    dst: join(w[6], w[7]),
-                },
-                created,
-            ));
+            (
+                w,
+                slot.meta.load(Ordering::Relaxed),
+                slot.created.load(Ordering::Relaxed),
+            )
+        })?;
+        if meta == 0 {
+            return None;
         }
-        None
+        Some((
+            DatagramKey {
+                src: join(w[0], w[1]),
+                dst: join(w[2], w[3]),
+                proto: (meta >> 32) as u8,
+                id: meta as u32,
+            },
+            Translation {
+                src: join(w[4], w[5]),
+                dst: join(w[6], w[7]),
+            },
+            created,
+        ))
     }
 
     /// Records the translation of a first fragment at tick `now`; false if the slot it needed
@@ -146,33 +140,23 @@ impl FragmentTracker {
         let Some(slot) = self.slots.get(i & self.mask) else {
             return false;
         };
-        let s = slot.seq.load(Ordering::Relaxed);
-        if s & 1 == 1
-            || slot
-                .seq
-                .compare_exchange(s, s.wrapping_add(1), Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-        {
-            return false;
-        }
-        fence(Ordering::Release);
         let words = [
             split(&key.src),
             split(&key.dst),
             split(&t.src),
             split(&t.dst),
         ];
-        for (k, (hi, lo)) in words.iter().enumerate() {
-            slot.words[2 * k].store(*hi, Ordering::Relaxed);
-            slot.words[2 * k + 1].store(*lo, Ordering::Relaxed);
-        }
-        slot.meta.store(
-            u64::from(key.proto) << 32 | u64::from(key.id),
-            Ordering::Relaxed,
-        );
-        slot.created.store(now, Ordering::Relaxed);
-        slot.seq.store(s.wrapping_add(2), Ordering::Release);
-        true
+        slot.lock.try_write(|| {
+            for (k, (hi, lo)) in words.iter().enumerate() {
+                slot.words[2 * k].store(*hi, Ordering::Relaxed);
+                slot.words[2 * k + 1].store(*lo, Ordering::Relaxed);
+            }
+            slot.meta.store(
+                u64::from(key.proto) << 32 | u64::from(key.id),
+                Ordering::Relaxed,
+            );
+            slot.created.store(now, Ordering::Relaxed);
+        })
     }
 
     /// The translation recorded for `key` within the tracking time.
