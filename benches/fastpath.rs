@@ -516,6 +516,37 @@ fn random_burst(bufs: &mut [Vec<u8>], template: &[u8], indices: &[u32], cursor: 
     }
 }
 
+/// One burst of a memory floor: each packet's first access (`next`: a slot position with
+/// `slots`, else an entry index) prefetched as it is drawn, then with `slots` every entry the
+/// slots name prefetched, then every entry read and written.
+fn floor_burst<E: AsMut<[u64]>>(
+    mut next: impl FnMut() -> usize,
+    slots: Option<&[u32]>,
+    entries: &mut [E],
+) -> u64 {
+    let mut at = [0usize; dataplane::pipeline::BURST];
+    for a in at.iter_mut() {
+        *a = next();
+        match slots {
+            Some(slots) => prefetch(slots.as_ptr().wrapping_add(*a)),
+            None => prefetch(entries.as_ptr().wrapping_add(*a)),
+        }
+    }
+    if let Some(slots) = slots {
+        for a in at.iter_mut() {
+            *a = slots[*a] as usize;
+            prefetch(entries.as_ptr().wrapping_add(*a));
+        }
+    }
+    let mut sum = 0u64;
+    for &a in &at {
+        let entry = entries[a].as_mut();
+        entry[0] = entry[0].wrapping_add(1);
+        sum = sum.wrapping_add(entry[1]);
+    }
+    sum
+}
+
 /// The floor the memory system sets under `established_burst`: per packet, one random 8-byte
 /// index slot and one random 64-byte line it names (read and written), in bursts of 32 with
 /// the same staging (all slots prefetched, then all lines, then the work), in arrays the size
@@ -528,6 +559,7 @@ fn bench_memory_floor(c: &mut Criterion) {
     let slot_count = capacity * 4;
     let mut slots: Vec<u32> = huge_page_vec(slot_count, 0);
     let mut lines: Vec<[u64; 8]> = huge_page_vec(capacity, [0; 8]);
+    let mut halves: Vec<[u64; 4]> = huge_page_vec(capacity, [0; 4]);
     let mut g = c.benchmark_group("memory_floor");
     g.throughput(Throughput::Elements(BURST as u64));
     for flows in [1_000u32, 1_000_000] {
@@ -540,70 +572,32 @@ fn bench_memory_floor(c: &mut Criterion) {
             slots[slot_of(i)] = i;
         }
         let label = if flows == 1_000 { "1k" } else { "1M" };
-        for two in [true, false] {
-            let mut cursor = 0usize;
-            let mut at = [0usize; BURST];
-            let name = if two { "two_lines" } else { "one_line" };
-            g.bench_function(BenchmarkId::new(name, label), |b| {
-                b.iter(|| {
-                    for a in at.iter_mut() {
-                        let i = indices[cursor & (indices.len() - 1)];
-                        cursor += 1;
-                        *a = if two { slot_of(i) } else { i as usize };
-                        if two {
-                            prefetch(slots.as_ptr().wrapping_add(*a));
-                        } else {
-                            prefetch(lines.as_ptr().wrapping_add(*a));
-                        }
-                    }
-                    if two {
-                        for a in at.iter_mut() {
-                            *a = slots[*a] as usize;
-                            prefetch(lines.as_ptr().wrapping_add(*a));
-                        }
-                    }
-                    let mut sum = 0u64;
-                    for &a in &at {
-                        let line = &mut lines[a];
-                        line[0] = line[0].wrapping_add(1);
-                        sum = sum.wrapping_add(line[1]);
-                    }
-                    black_box(sum)
-                })
-            });
-        }
-    }
-    // The floor of a compact table: the same two accesses with 32-byte entries (half the
-    // memory for the entries; the slots are the 4 bytes above already).
-    let mut halves: Vec<[u64; 4]> = huge_page_vec(capacity, [0; 4]);
-    for flows in [1_000u32, 1_000_000] {
-        let indices = random_indices(1 << 20, flows, u64::from(flows) + 1);
-        let slot_of =
-            |i: u32| (u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % slot_count;
-        for i in 0..flows {
-            slots[slot_of(i)] = i;
-        }
-        let label = if flows == 1_000 { "1k" } else { "1M" };
         let mut cursor = 0usize;
-        let mut at = [0usize; BURST];
+        let mut next_flow = move || {
+            cursor += 1;
+            indices[(cursor - 1) & (indices.len() - 1)]
+        };
+        g.bench_function(BenchmarkId::new("two_lines", label), |b| {
+            b.iter(|| {
+                black_box(floor_burst(
+                    || slot_of(next_flow()),
+                    Some(&slots),
+                    &mut lines,
+                ))
+            })
+        });
+        g.bench_function(BenchmarkId::new("one_line", label), |b| {
+            b.iter(|| black_box(floor_burst(|| next_flow() as usize, None, &mut lines)))
+        });
+        // The floor of a compact table: the same two accesses with 32-byte entries (half
+        // the memory for the entries; the slots are 4 bytes already).
         g.bench_function(BenchmarkId::new("two_lines_32B_entries", label), |b| {
             b.iter(|| {
-                for a in at.iter_mut() {
-                    *a = slot_of(indices[cursor & (indices.len() - 1)]);
-                    cursor += 1;
-                    prefetch(slots.as_ptr().wrapping_add(*a));
-                }
-                for a in at.iter_mut() {
-                    *a = slots[*a] as usize;
-                    prefetch(halves.as_ptr().wrapping_add(*a));
-                }
-                let mut sum = 0u64;
-                for &a in &at {
-                    let entry = &mut halves[a];
-                    entry[0] = entry[0].wrapping_add(1);
-                    sum = sum.wrapping_add(entry[1]);
-                }
-                black_box(sum)
+                black_box(floor_burst(
+                    || slot_of(next_flow()),
+                    Some(&slots),
+                    &mut halves,
+                ))
             })
         });
     }
@@ -614,26 +608,16 @@ fn bench_memory_floor(c: &mut Criterion) {
         let bound = (mib << 20) / 64;
         let indices = random_indices(1 << 20, bound as u32, mib as u64 + 3);
         let mut cursor = 0usize;
-        let mut at = [0usize; BURST];
-        g.bench_function(
-            BenchmarkId::new("one_line_over", format!("{mib}MiB")),
-            |b| {
-                b.iter(|| {
-                    for a in at.iter_mut() {
-                        *a = indices[cursor & (indices.len() - 1)] as usize;
-                        cursor += 1;
-                        prefetch(lines.as_ptr().wrapping_add(*a));
-                    }
-                    let mut sum = 0u64;
-                    for &a in &at {
-                        let line = &mut lines[a];
-                        line[0] = line[0].wrapping_add(1);
-                        sum = sum.wrapping_add(line[1]);
-                    }
-                    black_box(sum)
-                })
-            },
-        );
+        let label = format!("{mib}MiB");
+        g.bench_function(BenchmarkId::new("one_line_over", label), |b| {
+            b.iter(|| {
+                let next = || {
+                    cursor += 1;
+                    indices[(cursor - 1) & (indices.len() - 1)] as usize
+                };
+                black_box(floor_burst(next, None, &mut lines))
+            })
+        });
     }
     // Whether lead time hides the misses: one random line per packet plus about 30 ns of
     // independent work (about the 1k burst's per-packet time), the lines prefetched at the
