@@ -516,6 +516,15 @@ fn random_burst(bufs: &mut [Vec<u8>], template: &[u8], indices: &[u32], cursor: 
     }
 }
 
+/// The values of `indices` in turn, round and round (its length is a power of two).
+fn cycle(indices: Vec<u32>) -> impl FnMut() -> usize {
+    let mut cursor = 0usize;
+    move || {
+        cursor += 1;
+        indices[(cursor - 1) & (indices.len() - 1)] as usize
+    }
+}
+
 /// One burst of a memory floor: each packet's first access (`next`: a slot position with
 /// `slots`, else an entry index) prefetched as it is drawn, then with `slots` every entry the
 /// slots name prefetched, then every entry read and written.
@@ -572,29 +581,25 @@ fn bench_memory_floor(c: &mut Criterion) {
             slots[slot_of(i)] = i;
         }
         let label = if flows == 1_000 { "1k" } else { "1M" };
-        let mut cursor = 0usize;
-        let mut next_flow = move || {
-            cursor += 1;
-            indices[(cursor - 1) & (indices.len() - 1)]
-        };
+        let mut next_flow = cycle(indices);
         g.bench_function(BenchmarkId::new("two_lines", label), |b| {
             b.iter(|| {
                 black_box(floor_burst(
-                    || slot_of(next_flow()),
+                    || slot_of(next_flow() as u32),
                     Some(&slots),
                     &mut lines,
                 ))
             })
         });
         g.bench_function(BenchmarkId::new("one_line", label), |b| {
-            b.iter(|| black_box(floor_burst(|| next_flow() as usize, None, &mut lines)))
+            b.iter(|| black_box(floor_burst(&mut next_flow, None, &mut lines)))
         });
         // The floor of a compact table: the same two accesses with 32-byte entries (half
         // the memory for the entries; the slots are 4 bytes already).
         g.bench_function(BenchmarkId::new("two_lines_32B_entries", label), |b| {
             b.iter(|| {
                 black_box(floor_burst(
-                    || slot_of(next_flow()),
+                    || slot_of(next_flow() as u32),
                     Some(&slots),
                     &mut halves,
                 ))
@@ -606,17 +611,10 @@ fn bench_memory_floor(c: &mut Criterion) {
     // to fit for their lookups to cost what the 1k rows' do.
     for mib in [4usize, 16, 32, 48, 64] {
         let bound = (mib << 20) / 64;
-        let indices = random_indices(1 << 20, bound as u32, mib as u64 + 3);
-        let mut cursor = 0usize;
+        let mut next_line = cycle(random_indices(1 << 20, bound as u32, mib as u64 + 3));
         let label = format!("{mib}MiB");
         g.bench_function(BenchmarkId::new("one_line_over", label), |b| {
-            b.iter(|| {
-                let next = || {
-                    cursor += 1;
-                    indices[(cursor - 1) & (indices.len() - 1)] as usize
-                };
-                black_box(floor_burst(next, None, &mut lines))
-            })
+            b.iter(|| black_box(floor_burst(&mut next_line, None, &mut lines)))
         });
     }
     // Whether lead time hides the misses: one random line per packet plus about 30 ns of

@@ -10,6 +10,9 @@
 
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 
+/// Reads of a busy slot before [`SeqLock::read`] gives up (the callers treat it as a miss).
+const READ_ATTEMPTS: usize = 4;
+
 #[derive(Debug, Default)]
 pub struct SeqLock {
     seq: AtomicU32,
@@ -17,11 +20,11 @@ pub struct SeqLock {
 
 impl SeqLock {
     /// `load` run under the lock: its result once it read the slot consistently, within
-    /// `attempts` tries; `None` if a writer held the slot or wrote it during every try.
+    /// [`READ_ATTEMPTS`] tries; `None` if a writer held the slot or wrote it during every try.
     /// `load` must only load the slot's atomics (`Relaxed` is enough: the fences order them).
     #[inline]
-    pub fn read<T>(&self, attempts: usize, load: impl Fn() -> T) -> Option<T> {
-        for _ in 0..attempts {
+    pub fn read<T>(&self, load: impl Fn() -> T) -> Option<T> {
+        for _ in 0..READ_ATTEMPTS {
             let before = self.seq.load(Ordering::Acquire);
             if before & 1 == 1 {
                 std::hint::spin_loop();
@@ -78,7 +81,7 @@ mod tests {
 
     impl Pair {
         fn read(&self) -> Option<(u64, u64)> {
-            self.lock.read(4, || {
+            self.lock.read(|| {
                 (
                     self.a.load(Ordering::Relaxed),
                     self.b.load(Ordering::Relaxed),

@@ -17,8 +17,6 @@ use crate::seqlock::SeqLock;
 
 /// Slots probed from a key's home slot.
 const PROBE: usize = 8;
-/// Reads of one busy slot before it is treated as a miss.
-const READ_RETRIES: usize = 4;
 
 const FLAG_VALID: u32 = 1;
 
@@ -162,7 +160,7 @@ impl NeighbourCache {
     #[inline]
     fn read(&self, i: usize) -> Option<Snapshot> {
         let slot = self.slots.get(i & self.mask)?;
-        let (flags, hi, lo, mac_port, confirmed) = slot.lock.read(READ_RETRIES, || {
+        let (flags, hi, lo, mac_port, confirmed) = slot.lock.read(|| {
             (
                 slot.flags.load(Ordering::Relaxed),
                 slot.addr_hi.load(Ordering::Relaxed),

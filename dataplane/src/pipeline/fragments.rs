@@ -85,7 +85,7 @@ impl FragmentTracker {
     /// A consistent read of slot `i`: (key, translation, created), or `None` if busy/empty.
     fn read(&self, i: usize) -> Option<(DatagramKey, Translation, u32)> {
         let slot = self.slots.get(i & self.mask)?;
-        let (w, meta, created) = slot.lock.read(4, || {
+        let (w, meta, created) = slot.lock.read(|| {
             let w: [u64; 8] = std::array::from_fn(|k| slot.words[k].load(Ordering::Relaxed));
             (
                 w,
