@@ -20,7 +20,7 @@ use dataplane::conntrack::{ConnState, Tick, Timeouts};
 use dataplane::flow::{Addr, NatMode, Proto};
 use dataplane::lb::{backend_key, MaglevBackend, MaglevTable, Selection};
 use dataplane::mem::{huge_page_vec, prefetch};
-use dataplane::pipeline::{Verdict, Worker, WorkerConfig};
+use dataplane::pipeline::{PacketBuf, Verdict, Worker, WorkerConfig};
 use dataplane::snapshot::{
     Backend, BackendState, Neighbour, Route, ServiceConfig, ServiceKey, Snapshot, SnapshotConfig,
     SnatPool,
@@ -111,6 +111,39 @@ fn offsets(frame: &[u8]) -> Offsets {
     }
 }
 
+/// A frame as a port hands it to the pipeline: with RX checksum offload (the NICs Sluice runs
+/// on have it) the IPv4 header checksum is verified, and the pipeline does not sum it again;
+/// without (`established_burst/dnat_sw_ip_checksum`) the pipeline sums every IPv4 header.
+struct BenchFrame {
+    bytes: Vec<u8>,
+    nic_verified_ip_checksum: bool,
+}
+
+impl BenchFrame {
+    fn offloaded(bytes: Vec<u8>) -> BenchFrame {
+        BenchFrame {
+            bytes,
+            nic_verified_ip_checksum: true,
+        }
+    }
+}
+
+impl PacketBuf for BenchFrame {
+    fn data(&self) -> &[u8] {
+        &self.bytes
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+    fn resize(&mut self, len: usize) -> bool {
+        self.bytes.resize(len, 0);
+        true
+    }
+    fn rx_ip_checksum_checked(&self) -> bool {
+        self.nic_verified_ip_checksum
+    }
+}
+
 /// Writes flow `i`'s client address and port into a copy of `template`.
 #[inline(always)]
 fn restore(buf: &mut Vec<u8>, template: &[u8], i: u32) {
@@ -121,6 +154,16 @@ fn restore(buf: &mut Vec<u8>, template: &[u8], i: u32) {
     let (addr, port) = client(i);
     if o.addr_len == 4 {
         buf[o.src..o.src + 4].copy_from_slice(&addr);
+        // The pipeline verifies IPv4 header checksums (a `Vec` is no NIC that did): the
+        // template's, updated for the new address (RFC 1624), as a client's stack sent it.
+        let at = o.src - 2;
+        let old: [u8; 4] = template[o.src..o.src + 4].try_into().expect("4 bytes");
+        let sum = wire::checksum::update_addr4(
+            u16::from_be_bytes([template[at], template[at + 1]]),
+            &old,
+            &addr,
+        );
+        buf[at..at + 2].copy_from_slice(&sum.to_be_bytes());
     } else {
         buf[o.src + 12..o.src + 16].copy_from_slice(&addr);
     }
@@ -423,7 +466,7 @@ fn bench_established(c: &mut Criterion) {
             // setup is not part of any timing.
             let mut worker: Option<Worker> = None;
             let template = tcp_frame(dport, false, 10);
-            let mut buf = template.clone();
+            let mut buf = BenchFrame::offloaded(template.clone());
             let mut cursor = 0usize;
             let label = if flows == 1_000 { "1k" } else { "1M" };
             g.bench_function(BenchmarkId::new(mode, label), |b| {
@@ -431,7 +474,7 @@ fn bench_established(c: &mut Criterion) {
                 b.iter(|| {
                     let i = indices[cursor & (indices.len() - 1)];
                     cursor += 1;
-                    restore(&mut buf, &template, i);
+                    restore(&mut buf.bytes, &template, i);
                     black_box(w.process(&snap, &mut buf, 0, now, false))
                 })
             });
@@ -458,13 +501,14 @@ fn bench_established_burst(c: &mut Criterion) {
     const BURST: usize = dataplane::pipeline::BURST;
     let snap = snapshot();
     let now = Tick(1_000);
-    let one_worker: &[(&str, u16)] = &[
-        ("dnat", DNAT_PORT),
-        ("fullnat", FULLNAT_PORT),
-        ("dnat_ipv6", DNAT_V6_PORT),
-        ("dnat_vlan", DNAT_VLAN),
+    let one_worker: &[(&str, u16, bool)] = &[
+        ("dnat", DNAT_PORT, true),
+        ("fullnat", FULLNAT_PORT, true),
+        ("dnat_ipv6", DNAT_V6_PORT, true),
+        ("dnat_vlan", DNAT_VLAN, true),
+        ("dnat_sw_ip_checksum", DNAT_PORT, false),
     ];
-    let two_workers: &[(&str, u16)] = &[("dnat", DNAT_PORT)];
+    let two_workers: &[(&str, u16, bool)] = &[("dnat", DNAT_PORT, true)];
     for (group, workers, modes) in [
         ("established_burst", 1u16, one_worker),
         ("two_workers_burst", 2, two_workers),
@@ -473,10 +517,15 @@ fn bench_established_burst(c: &mut Criterion) {
         g.throughput(Throughput::Elements(BURST as u64));
         for flows in [1_000u32, 1_000_000] {
             let indices = random_indices(1 << 20, flows, u64::from(flows) + u64::from(workers));
-            for &(mode, dport) in modes {
+            for &(mode, dport, nic_verified_ip_checksum) in modes {
                 let mut worker: Option<Worker> = None;
                 let template = tcp_frame(dport, false, 10);
-                let mut bufs: Vec<Vec<u8>> = (0..BURST).map(|_| template.clone()).collect();
+                let mut bufs: Vec<BenchFrame> = (0..BURST)
+                    .map(|_| BenchFrame {
+                        bytes: template.clone(),
+                        nic_verified_ip_checksum,
+                    })
+                    .collect();
                 let mut verdicts = [Verdict::Drop(dataplane::pipeline::DropReason::NotIp); BURST];
                 let mut cursor = 0usize;
                 let label = if flows == 1_000 { "1k" } else { "1M" };
@@ -508,11 +557,11 @@ fn bench_established_burst(c: &mut Criterion) {
 }
 
 /// Restores each frame of `bufs` from `template` as a packet of the next flow in `indices`.
-fn random_burst(bufs: &mut [Vec<u8>], template: &[u8], indices: &[u32], cursor: &mut usize) {
+fn random_burst(bufs: &mut [BenchFrame], template: &[u8], indices: &[u32], cursor: &mut usize) {
     for buf in bufs.iter_mut() {
         let i = indices[*cursor & (indices.len() - 1)];
         *cursor += 1;
-        restore(buf, template, i);
+        restore(&mut buf.bytes, template, i);
     }
 }
 
@@ -684,7 +733,7 @@ fn bench_new_connection(c: &mut Criterion) {
         // One housekeeping call sweeps the whole table.
         let mut w = worker(&snap, capacity, capacity as usize);
         let syn = tcp_frame(dport, true, 0);
-        let mut buf = syn.clone();
+        let mut buf = BenchFrame::offloaded(syn.clone());
         let mut now = Tick(1_000);
         let mut next_flow = 0u32;
         g.bench_function(mode, |b| {
@@ -695,7 +744,7 @@ fn bench_new_connection(c: &mut Criterion) {
                     let n = (iters - done).min(u64::from(NEW_CHUNK)) as u32;
                     let start = Instant::now();
                     for k in 0..n {
-                        restore(&mut buf, &syn, (next_flow + k) % MAX_FLOWS);
+                        restore(&mut buf.bytes, &syn, (next_flow + k) % MAX_FLOWS);
                         black_box(w.process(&snap, &mut buf, 0, now, false));
                     }
                     total += start.elapsed();

@@ -268,7 +268,7 @@ fn queues_are_handed_out_once_and_bad_configs_are_refused() {
 }
 
 #[test]
-fn an_mbuf_reports_a_bad_ip_checksum_only_when_the_nic_verified_it_so() {
+fn an_mbuf_reports_whether_the_nic_verified_its_ip_checksum_and_found_it_bad() {
     use dataplane::pipeline::PacketBuf;
     // RTE_MBUF_F_RX_IP_CKSUM_*: unknown 0, bad 1 << 4, good 1 << 7, none both.
     const BAD: u64 = 1 << 4;
@@ -277,17 +277,26 @@ fn an_mbuf_reports_a_bad_ip_checksum_only_when_the_nic_verified_it_so() {
     {
         let mut m = pool.alloc().expect("mbuf");
         assert!(m.set_data(&test_frame(1, 60)));
-        for (flags, bad) in [(0, false), (BAD, true), (GOOD, false), (BAD | GOOD, false)] {
+        for (flags, bad, checked) in [
+            (0, false, false),
+            (BAD, true, true),
+            (GOOD, false, true),
+            (BAD | GOOD, false, true),
+        ] {
             // Other offload flags alongside change nothing.
             m.set_ol_flags(flags | 1 << 1);
             assert_eq!(m.rx_ip_checksum_bad(), bad, "ol_flags {flags:#x}");
             assert_eq!(PacketBuf::rx_ip_checksum_bad(&m), bad);
+            // Unknown: the pipeline verifies the header itself.
+            assert_eq!(m.rx_ip_checksum_checked(), checked, "ol_flags {flags:#x}");
+            assert_eq!(PacketBuf::rx_ip_checksum_checked(&m), checked);
         }
         m.set_ol_flags(BAD);
         drop(m);
         // A PMD's flags do not outlive the packet: the pool hands the mbuf out reset.
         let again = pool.alloc().expect("mbuf");
         assert!(!again.rx_ip_checksum_bad());
+        assert!(!again.rx_ip_checksum_checked());
     }
     assert_eq!(pool.in_use(), 0);
 }

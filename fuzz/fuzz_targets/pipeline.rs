@@ -3,8 +3,10 @@
 //!
 //! The first input byte steers, the rest is the frame: bits 0-1 optionally overwrite the IP
 //! destination with the VIP (1) or the SNAT address (2) of the frame's IP version, bit 2 the
-//! TCP/UDP destination port with a service port picked by bits 3-7 (so the fuzzer reaches
-//! connection creation and NAT without having to guess addresses behind a hash lookup). The
+//! TCP/UDP destination port with a service port picked by bits 3-4 (so the fuzzer reaches
+//! connection creation and NAT without having to guess addresses behind a hash lookup), and
+//! unless bit 7 is set an IPv4 header's checksum is then made right (the pipeline verifies it,
+//! and a fuzzer cannot be expected to compute it; with bit 7 the frame keeps its own). The
 //! frame goes in on port 0 of worker 0 of two; a handoff is delivered to worker 1 as handed
 //! over; a forwarded frame is fed back on port 1 both as it left and with its addresses and
 //! ports swapped (the backend's reply). The workers and their connection tables persist across
@@ -201,6 +203,15 @@ fn steer(ctl: u8, frame: &mut [u8]) {
         let port = PORTS[usize::from(ctl >> 3) % PORTS.len()];
         if let Some(dst) = frame.get_mut(at..at + 2) {
             dst.copy_from_slice(&port.to_be_bytes());
+        }
+    }
+    if ctl & 0x80 == 0 && info.ip_version == 4 {
+        let l3 = usize::from(info.l3_offset);
+        let header_len = usize::from(frame[l3] & 0x0f) * 4;
+        if let Some(header) = frame.get_mut(l3..l3 + header_len) {
+            header[10..12].fill(0);
+            let sum = dataplane::wire::checksum::internet_checksum(header);
+            header[10..12].copy_from_slice(&sum.to_be_bytes());
         }
     }
 }

@@ -159,7 +159,7 @@ pub fn open_ports(eal: &Eal, config: &Config, workers: usize) -> Result<(Mempool
             rx_queues = info.rx_queues,
             tx_queues = info.tx_queues,
             rss = info.rss_enabled != 0,
-            // Off: the device cannot verify IPv4 header checksums, so none are checked.
+            // Off: the device cannot verify IPv4 header checksums; the pipeline sums them.
             rx_ip_checksum = info.rx_ip_checksum_offload(),
             "port configured"
         );

@@ -78,6 +78,14 @@ impl Mbuf {
             == u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_BAD)
     }
 
+    /// Whether the NIC verified the IPv4 header checksum at all (`ol_flags` say good, bad or
+    /// "none", not "unknown": the vdevs' and offload-less NICs' answer, and a non-IPv4 packet's).
+    #[inline]
+    pub fn rx_ip_checksum_checked(&self) -> bool {
+        self.raw().ol_flags & u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_MASK)
+            != u64::from(dpdk_sys::RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN)
+    }
+
     /// Sets the offload flags, as a PMD does on receive (for tests that stand in for a NIC).
     #[inline]
     pub fn set_ol_flags(&mut self, flags: u64) {
@@ -230,6 +238,11 @@ impl crate::pipeline::PacketBuf for Mbuf {
     #[inline(always)]
     fn rx_ip_checksum_bad(&self) -> bool {
         Mbuf::rx_ip_checksum_bad(self)
+    }
+
+    #[inline(always)]
+    fn rx_ip_checksum_checked(&self) -> bool {
+        Mbuf::rx_ip_checksum_checked(self)
     }
 
     fn resize(&mut self, len: usize) -> bool {

@@ -72,6 +72,14 @@ pub trait PacketBuf {
         false
     }
 
+    /// Whether the NIC verified the IPv4 header checksum (found it good or bad). When it did
+    /// not, the pipeline verifies the header of an IPv4 packet itself and drops a wrong one
+    /// (`bad_ip_checksum`) just the same. False for buffers that are their own bytes.
+    #[inline(always)]
+    fn rx_ip_checksum_checked(&self) -> bool {
+        false
+    }
+
     /// Whether only the general path may see the packet (it drops it): segmented, or marked
     /// bad by the NIC. Both read in one test, without branching between them.
     #[inline(always)]
@@ -153,8 +161,9 @@ pub enum DropReason {
     TxFull,
     /// A multi-segment mbuf (ports run without scatter; never expected).
     MultiSegment,
-    /// The NIC found the IPv4 header checksum wrong (see [`PacketBuf::rx_ip_checksum_bad`];
-    /// the parser itself verifies no checksum).
+    /// The IPv4 header checksum is wrong: the NIC found it so (see
+    /// [`PacketBuf::rx_ip_checksum_bad`]), or, where the NIC did not verify it, the pipeline
+    /// did (see [`PacketBuf::rx_ip_checksum_checked`]). The parser itself verifies no checksum.
     BadIpChecksum,
     /// For the host kernel (an interface address), but the port has no exception path (tap).
     NoHostPath,
@@ -617,12 +626,13 @@ impl Worker {
             let data = pkt.data();
             // Staged first, then hashed from the staged key: built with its probe in one
             // expression, the entry was spilled to the stack and copied field by field.
+            let verify = !pkt.rx_ip_checksum_checked();
             *slot = if pkt.general_path_only() {
                 None
             } else if fast::is_untagged_v4(data) {
-                fast::recognise_v4(data).map(|fast| (fast, Probe::default()))
+                fast::recognise_v4(data, verify).map(|fast| (fast, Probe::default()))
             } else {
-                fast::recognise_other(data).map(|fast| (fast, Probe::default()))
+                fast::recognise_other(data, verify).map(|fast| (fast, Probe::default()))
             };
             if let Some((fast, probe)) = slot {
                 *probe = self.conns.probe(self.conns.hash_key(&fast.key));
@@ -714,6 +724,14 @@ impl Worker {
             Ok(info) => info,
             Err(e) => return Verdict::Drop(DropReason::Malformed(e)),
         };
+        // Where the NIC did not verify the IPv4 header checksum, the pipeline does (RFC 1812
+        // 5.2.2), before anything acts on the header.
+        if info.ip_version == 4
+            && !pkt.rx_ip_checksum_checked()
+            && !ipv4_header_verifies(pkt.data(), info.l3_offset)
+        {
+            return Verdict::Drop(DropReason::BadIpChecksum);
+        }
         // The fast path recognises only packets whose flow key the parser reads the same way.
         let hash = match missed {
             Some(probe) => Some(probe.hash()),
@@ -1198,6 +1216,15 @@ fn logical_ports(cfg: &WorkerConfig) -> Result<Vec<PortInfo>, WorkerError> {
 #[inline]
 pub fn next_hop(snap: &Snapshot, dst: &Addr) -> Addr {
     snap.egress(dst).map_or(*dst, |(_, hop)| hop)
+}
+
+/// Whether the IPv4 header at `l3_offset` of `frame` (one the parser accepted) verifies its
+/// checksum, options included.
+fn ipv4_header_verifies(frame: &[u8], l3_offset: u16) -> bool {
+    frame
+        .get(usize::from(l3_offset)..)
+        .and_then(|l3| wire::ipv4::Ipv4Packet::new_checked(l3).ok())
+        .is_some_and(|ip| ip.verify_checksum())
 }
 
 /// An IPv6 neighbour solicitation or advertisement.

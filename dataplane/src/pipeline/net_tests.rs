@@ -836,15 +836,20 @@ fn fragment_v4(frame: &[u8], first_len: usize) -> (Vec<u8>, Vec<u8>) {
         f[18..20].copy_from_slice(&0x1234u16.to_be_bytes());
         let flags = ((offset / 8) as u16) | if more { 0x2000 } else { 0 };
         f[20..22].copy_from_slice(&flags.to_be_bytes());
-        f[24..26].fill(0);
-        let sum = crate::wire::checksum::internet_checksum(&f[14..34]);
-        f[24..26].copy_from_slice(&sum.to_be_bytes());
+        fill_ipv4_checksum(&mut f);
         f
     };
     (
         make(&payload[..first_len], 0, true),
         make(&payload[first_len..], first_len, false),
     )
+}
+
+/// Sets the header checksum of the untagged IPv4 frame `f` (without options) for its header.
+fn fill_ipv4_checksum(f: &mut [u8]) {
+    f[24..26].fill(0);
+    let sum = crate::wire::checksum::internet_checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
 }
 
 #[test]
@@ -917,6 +922,7 @@ fn later_fragments_follow_their_first_fragment() {
     let other = datagram(CLIENT_MAC, LB_MAC[0], CLIENT, VIP, 64, 5001, 53);
     let (_, mut orphan) = fragment_v4(&other, 104);
     orphan[18..20].copy_from_slice(&0x4321u16.to_be_bytes());
+    fill_ipv4_checksum(&mut orphan);
     assert_eq!(
         w[1].process(&snap, &mut orphan, 0, Tick(3), false),
         Verdict::Drop(DropReason::Fragment)

@@ -182,10 +182,13 @@ enum Op {
     },
     /// The backend answers the `n`th packet forwarded so far, with TCP flags.
     Reply { n: usize, flags: u8 },
-    /// XOR `value` into byte `at` of the packet the inner op makes.
+    /// XOR `value` into byte `at` of the packet the inner op makes; with `fix_ip_checksum`,
+    /// an IPv4 header's checksum is then made right again (else a mutated header is simply
+    /// dropped as `bad_ip_checksum` on both paths).
     Mutate {
         at: usize,
         value: u8,
+        fix_ip_checksum: bool,
         inner: Box<Op>,
     },
 }
@@ -228,9 +231,11 @@ fn op() -> impl Strategy<Value = Op> {
     let plain = prop_oneof![3 => client, 2 => reply];
     prop_oneof![
         8 => plain.clone(),
-        1 => (0usize..80, 1u8..=255, plain).prop_map(|(at, value, inner)| Op::Mutate {
-            at, value, inner: Box::new(inner),
-        }),
+        1 => (0usize..80, 1u8..=255, any::<bool>(), plain).prop_map(
+            |(at, value, fix_ip_checksum, inner)| Op::Mutate {
+                at, value, fix_ip_checksum, inner: Box::new(inner),
+            }
+        ),
     ]
 }
 
@@ -318,7 +323,27 @@ fn reply_frame(forwarded: &[u8], flags: u8) -> Vec<u8> {
     if f[proto] == 6 && f.len() > l4 + 13 {
         f[l4 + 13] = flags;
     }
+    if !is_plain_v6(&f) {
+        // A new TTL: the header checksum the backend's stack would have computed.
+        fill_ipv4_checksum(&mut f);
+    }
     f
+}
+
+/// Makes the IPv4 header checksum of `f` (untagged or with one tag, any header length) right,
+/// if `f` is IPv4 and holds its whole header; anything else is left as it is.
+fn fill_ipv4_checksum(f: &mut [u8]) {
+    let t = tag_len(f);
+    if f.get(12 + t..14 + t) != Some(&[8, 0][..]) {
+        return;
+    }
+    let l3 = 14 + t;
+    let header_len = usize::from(f.get(l3).map_or(0, |b| b & 0x0f)) * 4;
+    if let Some(header) = f.get_mut(l3..l3 + header_len).filter(|h| h.len() >= 20) {
+        header[10..12].fill(0);
+        let sum = crate::wire::checksum::internet_checksum(header);
+        header[10..12].copy_from_slice(&sum.to_be_bytes());
+    }
 }
 
 /// `frame` with an 802.1Q tag of `tci` inserted after the MACs.
@@ -375,10 +400,18 @@ fn frame_for(op: &Op, forwarded: &[Vec<u8>]) -> Option<(Vec<u8>, u16)> {
             let f = forwarded.get(n % forwarded.len().max(1))?;
             Some((reply_frame(f, *flags), 1))
         }
-        Op::Mutate { at, value, inner } => {
+        Op::Mutate {
+            at,
+            value,
+            fix_ip_checksum,
+            inner,
+        } => {
             let (mut frame, port) = frame_for(inner, forwarded)?;
             if let Some(b) = frame.get_mut(*at) {
                 *b ^= value;
+            }
+            if *fix_ip_checksum {
+                fill_ipv4_checksum(&mut frame);
             }
             Some((frame, port))
         }
@@ -866,6 +899,8 @@ struct Described {
     segmented: bool,
     /// The NIC found its IPv4 header checksum wrong (as an mbuf's offload flags say).
     bad_ip_checksum: bool,
+    /// The NIC verified its IPv4 header checksum (and found it good unless `bad_ip_checksum`).
+    ip_checksum_checked: bool,
 }
 
 impl Described {
@@ -874,6 +909,7 @@ impl Described {
             bytes,
             segmented: true,
             bad_ip_checksum: false,
+            ip_checksum_checked: false,
         }
     }
 
@@ -882,6 +918,16 @@ impl Described {
             bytes,
             segmented: false,
             bad_ip_checksum: true,
+            ip_checksum_checked: true,
+        }
+    }
+
+    fn nic_found_ip_checksum_good(bytes: Vec<u8>) -> Described {
+        Described {
+            bytes,
+            segmented: false,
+            bad_ip_checksum: false,
+            ip_checksum_checked: true,
         }
     }
 }
@@ -902,6 +948,9 @@ impl PacketBuf for Described {
     }
     fn rx_ip_checksum_bad(&self) -> bool {
         self.bad_ip_checksum
+    }
+    fn rx_ip_checksum_checked(&self) -> bool {
+        self.ip_checksum_checked
     }
 }
 
@@ -953,4 +1002,108 @@ fn a_packet_the_nic_found_with_a_bad_ip_checksum_is_dropped_before_anything_read
         DropReason::BadIpChecksum,
     );
     assert_eq!(DropReason::BadIpChecksum.as_str(), "bad_ip_checksum");
+}
+
+/// `frame` (IPv4, untagged or tagged) with a wrong IPv4 header checksum.
+fn with_bad_ip_checksum(frame: &[u8]) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    f[24 + tag_len(frame)] ^= 0x5a;
+    f
+}
+
+#[test]
+fn a_wrong_ipv4_header_checksum_the_nic_did_not_verify_is_dropped_before_anything_reads_it() {
+    let snap = snapshot();
+    let established = || {
+        let mut w = worker();
+        let mut syn = client_frame(1, 40000, 80, 0x02, 64, 0);
+        assert_eq!(
+            w.process(&snap, &mut syn, 0, Tick(1), false),
+            Verdict::Forward { port: 1 }
+        );
+        w
+    };
+    let mut w = established();
+    let conns = w.connections().len();
+    let mut options = client_frame(1, 40000, 80, 0x10, 64, 6);
+    // IHL 6: four option bytes (an end-of-list option and padding), which only the general
+    // path takes.
+    options.splice(34..34, [0u8; 4]);
+    options[14] = 0x46;
+    let total_len = u16::from_be_bytes([options[16], options[17]]) + 4;
+    options[16..18].copy_from_slice(&total_len.to_be_bytes());
+    fill_ipv4_checksum(&mut options);
+    let good = [
+        client_frame(1, 40000, 80, 0x10, 64, 6), // of the connection: the fast path's
+        client_frame(2, 40001, 80, 0x02, 64, 0), // a new connection's SYN
+        client_frame(3, 5353, 53, 0, 64, 8),     // a new UDP flow
+        tagged(&client_frame(1, 40000, 80, 0x10, 64, 6), 7),
+        options,
+    ];
+    // With the checksums right, each frame gets somewhere (forwarded or dropped for a reason
+    // of its own): what follows is the checksum's doing.
+    let mut control = established();
+    for frame in &good {
+        let v = control.process(&snap, &mut frame.clone(), 0, Tick(2), false);
+        assert_ne!(v, Verdict::Drop(DropReason::BadIpChecksum), "{frame:02x?}");
+    }
+    assert_eq!(
+        control.connections().len(),
+        conns + 2,
+        "the SYN and the UDP flow open"
+    );
+    let bad: Vec<Vec<u8>> = good.iter().map(|f| with_bad_ip_checksum(f)).collect();
+    for frame in &bad {
+        let mut one = frame.clone();
+        assert_eq!(
+            w.process(&snap, &mut one, 0, Tick(2), false),
+            Verdict::Drop(DropReason::BadIpChecksum)
+        );
+        assert_eq!(&one, frame, "not rewritten");
+    }
+    let mut burst = bad.clone();
+    let mut verdicts = vec![Verdict::Consumed; burst.len()];
+    w.process_burst(&snap, &mut burst, 0, Tick(3), &mut verdicts);
+    assert!(verdicts
+        .iter()
+        .all(|v| *v == Verdict::Drop(DropReason::BadIpChecksum)));
+    assert_eq!(burst, bad, "not rewritten");
+    let n = 2 * bad.len() as u64;
+    assert_eq!(w.counters().drops(DropReason::BadIpChecksum), n);
+    assert_eq!(w.counters().total_drops(), n, "each counted once");
+    assert_eq!(w.connections().len(), conns, "no connection opened");
+    let service = w.counters().service(1).expect("slot");
+    assert_eq!(service.packets.get(), 1, "only the SYN was forwarded");
+
+    // Where the NIC verified the header and found it good, its word stands: the pipeline
+    // does not sum the header again.
+    let mut trusted = Described::nic_found_ip_checksum_good(bad[0].clone());
+    assert_eq!(
+        w.process(&snap, &mut trusted, 0, Tick(4), false),
+        Verdict::Forward { port: 1 }
+    );
+}
+
+proptest! {
+    /// The fast path's header sum agrees with the reference sum (`wire::checksum::verifies`)
+    /// on any header it reads (version 4, 20 bytes), with its checksum right or not.
+    #[test]
+    fn the_fast_header_sum_agrees_with_the_reference(
+        mut header in prop::array::uniform20(any::<u8>()),
+        fill in any::<bool>(),
+    ) {
+        header[0] = 0x45;
+        if fill {
+            header[10..12].fill(0);
+            let sum = crate::wire::checksum::internet_checksum(&header);
+            header[10..12].copy_from_slice(&sum.to_be_bytes());
+        }
+        let mut frame = [0u8; super::MIN_FRAME];
+        frame[super::L3..super::L4].copy_from_slice(&header);
+        let reference = crate::wire::checksum::verifies(&header);
+        prop_assert_eq!(super::header_v4_verifies(&frame), reference);
+        if fill {
+            prop_assert!(reference);
+        }
+    }
 }
