@@ -122,6 +122,53 @@ impl PacketBuf for Vec<u8> {
     }
 }
 
+/// A packet in a `Vec` with what an mbuf's metadata says about it, for the tests and
+/// benchmarks that stand in for a NIC (a bare `Vec<u8>` is a packet nothing has verified).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DescribedPacket {
+    pub bytes: Vec<u8>,
+    /// The first buffer of a packet that continues in others (as an mbuf chain would be).
+    pub segmented: bool,
+    /// The NIC verified the IPv4 header checksum ([`PacketBuf::rx_ip_checksum_checked`]).
+    pub ip_checksum_checked: bool,
+    /// ... and found it wrong ([`PacketBuf::rx_ip_checksum_bad`]).
+    pub ip_checksum_bad: bool,
+}
+
+impl DescribedPacket {
+    /// `bytes` as a NIC with RX checksum offload hands them over, having found the IPv4
+    /// header checksum good (or nothing to verify).
+    pub fn offloaded(bytes: Vec<u8>) -> DescribedPacket {
+        DescribedPacket {
+            bytes,
+            ip_checksum_checked: true,
+            ..DescribedPacket::default()
+        }
+    }
+}
+
+impl PacketBuf for DescribedPacket {
+    fn data(&self) -> &[u8] {
+        &self.bytes
+    }
+    fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+    fn resize(&mut self, len: usize) -> bool {
+        self.bytes.resize(len, 0);
+        true
+    }
+    fn is_segmented(&self) -> bool {
+        self.segmented
+    }
+    fn rx_ip_checksum_checked(&self) -> bool {
+        self.ip_checksum_checked
+    }
+    fn rx_ip_checksum_bad(&self) -> bool {
+        self.ip_checksum_bad
+    }
+}
+
 /// Why a packet was dropped. Parse failures keep their own reason.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DropReason {

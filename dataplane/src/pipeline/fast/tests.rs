@@ -892,71 +892,31 @@ fn recognise_leaves_ipv6_extension_headers_to_the_general_path() {
     assert!(fast::recognise(&udp[..61]).is_none());
 }
 
-/// A packet with what an mbuf's metadata can say about it.
-struct Described {
-    bytes: Vec<u8>,
-    /// The first buffer of a packet that continues in others (as an mbuf chain would be).
-    segmented: bool,
-    /// The NIC found its IPv4 header checksum wrong (as an mbuf's offload flags say).
-    bad_ip_checksum: bool,
-    /// The NIC verified its IPv4 header checksum (and found it good unless `bad_ip_checksum`).
-    ip_checksum_checked: bool,
-}
-
-impl Described {
-    fn first_segment(bytes: Vec<u8>) -> Described {
-        Described {
-            bytes,
-            segmented: true,
-            bad_ip_checksum: false,
-            ip_checksum_checked: false,
-        }
-    }
-
-    fn bad_ip_checksum(bytes: Vec<u8>) -> Described {
-        Described {
-            bytes,
-            segmented: false,
-            bad_ip_checksum: true,
-            ip_checksum_checked: true,
-        }
-    }
-
-    fn nic_found_ip_checksum_good(bytes: Vec<u8>) -> Described {
-        Described {
-            bytes,
-            segmented: false,
-            bad_ip_checksum: false,
-            ip_checksum_checked: true,
-        }
+/// The first buffer of a packet that continues in others.
+fn first_segment(bytes: Vec<u8>) -> DescribedPacket {
+    DescribedPacket {
+        bytes,
+        segmented: true,
+        ..DescribedPacket::default()
     }
 }
 
-impl PacketBuf for Described {
-    fn data(&self) -> &[u8] {
-        &self.bytes
-    }
-    fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.bytes
-    }
-    fn resize(&mut self, len: usize) -> bool {
-        self.bytes.resize(len, 0);
-        true
-    }
-    fn is_segmented(&self) -> bool {
-        self.segmented
-    }
-    fn rx_ip_checksum_bad(&self) -> bool {
-        self.bad_ip_checksum
-    }
-    fn rx_ip_checksum_checked(&self) -> bool {
-        self.ip_checksum_checked
+/// A packet whose IPv4 header checksum the NIC found wrong.
+fn nic_found_ip_checksum_bad(bytes: Vec<u8>) -> DescribedPacket {
+    DescribedPacket {
+        bytes,
+        ip_checksum_checked: true,
+        ip_checksum_bad: true,
+        ..DescribedPacket::default()
     }
 }
 
 /// Packets that `wrap` describes are dropped for `reason`, singly and in a burst, unchanged,
 /// without opening a connection or counting for the established one.
-fn assert_dropped_before_anything_reads_them(wrap: fn(Vec<u8>) -> Described, reason: DropReason) {
+fn assert_dropped_before_anything_reads_them(
+    wrap: fn(Vec<u8>) -> DescribedPacket,
+    reason: DropReason,
+) {
     let snap = snapshot();
     let mut w = worker();
     // An established connection, so that the fast path would otherwise take its packets.
@@ -976,7 +936,7 @@ fn assert_dropped_before_anything_reads_them(wrap: fn(Vec<u8>) -> Described, rea
         w.process(&snap, &mut one, 0, Tick(2), false),
         Verdict::Drop(reason)
     );
-    let mut burst: Vec<Described> = frames.iter().cloned().map(wrap).collect();
+    let mut burst: Vec<DescribedPacket> = frames.iter().cloned().map(wrap).collect();
     let mut verdicts = [Verdict::Consumed; 3];
     w.process_burst(&snap, &mut burst, 0, Tick(3), &mut verdicts);
     assert_eq!(verdicts, [Verdict::Drop(reason); 3]);
@@ -992,15 +952,12 @@ fn assert_dropped_before_anything_reads_them(wrap: fn(Vec<u8>) -> Described, rea
 
 #[test]
 fn a_segmented_packet_is_dropped_before_anything_reads_it() {
-    assert_dropped_before_anything_reads_them(Described::first_segment, DropReason::MultiSegment);
+    assert_dropped_before_anything_reads_them(first_segment, DropReason::MultiSegment);
 }
 
 #[test]
 fn a_packet_the_nic_found_with_a_bad_ip_checksum_is_dropped_before_anything_reads_it() {
-    assert_dropped_before_anything_reads_them(
-        Described::bad_ip_checksum,
-        DropReason::BadIpChecksum,
-    );
+    assert_dropped_before_anything_reads_them(nic_found_ip_checksum_bad, DropReason::BadIpChecksum);
     assert_eq!(DropReason::BadIpChecksum.as_str(), "bad_ip_checksum");
 }
 
@@ -1077,7 +1034,7 @@ fn a_wrong_ipv4_header_checksum_the_nic_did_not_verify_is_dropped_before_anythin
 
     // Where the NIC verified the header and found it good, its word stands: the pipeline
     // does not sum the header again.
-    let mut trusted = Described::nic_found_ip_checksum_good(bad[0].clone());
+    let mut trusted = DescribedPacket::offloaded(bad[0].clone());
     assert_eq!(
         w.process(&snap, &mut trusted, 0, Tick(4), false),
         Verdict::Forward { port: 1 }
