@@ -206,12 +206,8 @@ fn steer(ctl: u8, frame: &mut [u8]) {
         }
     }
     if ctl & 0x80 == 0 && info.ip_version == 4 {
-        let l3 = usize::from(info.l3_offset);
-        let header_len = usize::from(frame[l3] & 0x0f) * 4;
-        if let Some(header) = frame.get_mut(l3..l3 + header_len) {
-            header[10..12].fill(0);
-            let sum = dataplane::wire::checksum::internet_checksum(header);
-            header[10..12].copy_from_slice(&sum.to_be_bytes());
+        if let Some(ip) = frame.get_mut(usize::from(info.l3_offset)..) {
+            dataplane::wire::ipv4::Ipv4Packet::new_unchecked(ip).fill_checksum();
         }
     }
 }

@@ -83,13 +83,7 @@ pub(super) fn recognise_buf<B: PacketBuf + ?Sized>(pkt: &B) -> Option<FastPacket
     if pkt.general_path_only() {
         return None;
     }
-    let verify = !pkt.rx_ip_checksum_checked();
-    let frame = pkt.data();
-    if is_untagged_v4(frame) {
-        recognise_v4(frame, verify)
-    } else {
-        recognise_other(frame, verify)
-    }
+    recognise_verifying(pkt.data(), !pkt.rx_ip_checksum_checked())
 }
 
 /// Recognises an IPv4 TCP/UDP packet without options or fragmentation, or an IPv6 one
@@ -98,10 +92,16 @@ pub(super) fn recognise_buf<B: PacketBuf + ?Sized>(pkt: &B) -> Option<FastPacket
 /// packet the general path would drop or read differently).
 #[cfg(test)]
 pub(super) fn recognise(frame: &[u8]) -> Option<FastPacket> {
+    recognise_verifying(frame, true)
+}
+
+/// [`recognise`], summing an IPv4 header only with `verify` (the NIC did not).
+#[inline(always)]
+fn recognise_verifying(frame: &[u8], verify: bool) -> Option<FastPacket> {
     if is_untagged_v4(frame) {
-        recognise_v4(frame, true)
+        recognise_v4(frame, verify)
     } else {
-        recognise_other(frame, true)
+        recognise_other(frame, verify)
     }
 }
 

@@ -847,9 +847,7 @@ fn fragment_v4(frame: &[u8], first_len: usize) -> (Vec<u8>, Vec<u8>) {
 
 /// Sets the header checksum of the untagged IPv4 frame `f` (without options) for its header.
 fn fill_ipv4_checksum(f: &mut [u8]) {
-    f[24..26].fill(0);
-    let sum = crate::wire::checksum::internet_checksum(&f[14..34]);
-    f[24..26].copy_from_slice(&sum.to_be_bytes());
+    crate::wire::ipv4::Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
 }
 
 #[test]

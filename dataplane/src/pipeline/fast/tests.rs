@@ -10,6 +10,7 @@ use crate::snapshot::{
     Backend, BackendState, LocalAddr, Neighbour, ServiceConfig, ServiceKey, SnapshotConfig,
     SnatPool,
 };
+use crate::wire::ipv4::Ipv4Packet;
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
 
@@ -340,9 +341,7 @@ fn fill_ipv4_checksum(f: &mut [u8]) {
     let l3 = 14 + t;
     let header_len = usize::from(f.get(l3).map_or(0, |b| b & 0x0f)) * 4;
     if let Some(header) = f.get_mut(l3..l3 + header_len).filter(|h| h.len() >= 20) {
-        header[10..12].fill(0);
-        let sum = crate::wire::checksum::internet_checksum(header);
-        header[10..12].copy_from_slice(&sum.to_be_bytes());
+        Ipv4Packet::new_unchecked(header).fill_checksum();
     }
 }
 
@@ -1051,9 +1050,7 @@ proptest! {
     ) {
         header[0] = 0x45;
         if fill {
-            header[10..12].fill(0);
-            let sum = crate::wire::checksum::internet_checksum(&header);
-            header[10..12].copy_from_slice(&sum.to_be_bytes());
+            Ipv4Packet::new_unchecked(&mut header[..]).fill_checksum();
         }
         let mut frame = [0u8; super::MIN_FRAME];
         frame[super::L3..super::L4].copy_from_slice(&header);
