@@ -22,7 +22,7 @@ pub use snat::{PartitionError, PortPartition, SnatError, SnatLease, SnatPorts};
 pub use state::{tcp_flags, ConnState, Timeouts, Tracker, Transition};
 pub use table::{
     Conn, ConnData, ConnId, ConnInfo, ConnTable, Hit, InsertError, NatMode, Probe, Swept,
-    BYTES_PER_CONNECTION,
+    Translation, BYTES_PER_CONNECTION,
 };
 
 /// The most [`sweep_speedup`] multiplies the expiry sweep's budget by.

@@ -21,8 +21,10 @@
 //!   ~13% in cache traffic; see `expire_step`).
 //!
 //! Memory per connection: [`BYTES_PER_CONNECTION`] = 64 (`Conn`) + 32 (four index slots) +
-//! 4 (free-stack entry) + 4 (creation time) = 104 bytes and one bit, plus the address pool (26
-//! bytes per address: 106 KiB for small tables, 1.7 MiB from 262,144 connections up).
+//! 4 (free-stack entry) + 4 (creation time) = 104 bytes and one bit, plus the address pool: 1
+//! MiB of addresses (one per possible id, so a lookup needs no bounds check: 18 instructions
+//! per packet) and 10 bytes per address of capacity (1.04 MiB for small tables, 1.6 MiB from
+//! 262,144 connections up).
 
 use super::state::{ConnState, Timeouts, Tracker, Transition};
 use super::{Aging, Direction, Tick};
@@ -91,11 +93,23 @@ impl Probe {
 
 /// An established packet's connection, as [`ConnTable::forward`] found and accounted it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct Hit {
+pub struct Hit<'t> {
     pub dir: Direction,
     /// What the packet's addresses and ports become.
-    pub translated: FlowKey,
+    pub translated: Translation<'t>,
     pub data: ConnData,
+}
+
+/// What a packet's addresses and ports become, read where the table keeps them (the
+/// connection and its address pool): a copy into a [`FlowKey`] and its reversal cost the
+/// fast path about 20 instructions per packet, and the rewrite needs only 4 bytes of each
+/// IPv4 address.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Translation<'t> {
+    pub src: &'t Addr,
+    pub dst: &'t Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
 }
 
 /// Expired connections [`ConnTable::expire_step`] gathers before removing them.
@@ -132,6 +146,8 @@ type LocalId = u16;
 const NO_LOCAL: LocalId = u16::MAX;
 /// `Conn::reply_dst` when the reply goes to the client's own address (DNAT).
 const CLIENT_ADDR: LocalId = u16::MAX - 1;
+/// Every value a [`LocalId`] can take.
+const ID_SPACE: usize = 1 << 16;
 /// The most local addresses a table can intern.
 pub const MAX_LOCAL_ADDRS: usize = (u16::MAX - 1) as usize;
 /// The fewest addresses [`ConnTable::new`] makes room for.
@@ -292,16 +308,21 @@ impl Conn {
         }
     }
 
+    /// The destination of the reply direction: the client (DNAT) or an SNAT address.
+    #[inline(always)]
+    fn reply_dst_addr<'a>(&'a self, locals: &'a LocalAddrs) -> &'a Addr {
+        if self.reply_dst == CLIENT_ADDR {
+            &self.client
+        } else {
+            locals.addr_ref(self.reply_dst)
+        }
+    }
+
     #[inline(always)]
     fn reply_key(&self, locals: &LocalAddrs) -> FlowKey {
-        let dst = if self.reply_dst == CLIENT_ADDR {
-            self.client
-        } else {
-            locals.addr(self.reply_dst)
-        };
         FlowKey {
             src: locals.addr(self.backend),
-            dst,
+            dst: *self.reply_dst_addr(locals),
             src_port: self.backend_port,
             dst_port: self.reply_dst_port,
             proto: self.proto,
@@ -390,7 +411,9 @@ fn next_slot(i: usize, slot_count: usize) -> usize {
 /// Interned VIP/SNAT addresses with reference counts: few distinct values, many users.
 #[derive(Clone)]
 struct LocalAddrs {
-    addrs: Vec<Addr>,
+    /// Indexed by every possible id, so a lookup needs no bounds check (the ids handed out
+    /// stay below the pool's capacity).
+    addrs: Box<[Addr; ID_SPACE]>,
     refs: Vec<u32>,
     free: Vec<LocalId>,
     /// Open addressing over ids; `NO_LOCAL` is empty. Power-of-two length >= 2 * capacity.
@@ -403,7 +426,10 @@ impl LocalAddrs {
         let capacity = capacity.min(MAX_LOCAL_ADDRS);
         let index_len = (capacity * 2).max(2).next_power_of_two();
         LocalAddrs {
-            addrs: vec![Addr::UNSPECIFIED; capacity],
+            addrs: vec![Addr::UNSPECIFIED; ID_SPACE]
+                .into_boxed_slice()
+                .try_into()
+                .expect("ID_SPACE addresses"),
             refs: vec![0; capacity],
             // Reversed so ids are handed out from 0 (any order is correct).
             free: (0..capacity as LocalId).rev().collect(),
@@ -414,15 +440,17 @@ impl LocalAddrs {
 
     #[inline]
     fn is(&self, id: LocalId, addr: &Addr) -> bool {
-        self.addrs.get(usize::from(id)) == Some(addr)
+        self.addrs[usize::from(id)] == *addr
     }
 
     #[inline]
     fn addr(&self, id: LocalId) -> Addr {
-        self.addrs
-            .get(usize::from(id))
-            .copied()
-            .unwrap_or(Addr::UNSPECIFIED)
+        *self.addr_ref(id)
+    }
+
+    #[inline(always)]
+    fn addr_ref(&self, id: LocalId) -> &Addr {
+        &self.addrs[usize::from(id)]
     }
 
     #[inline]
@@ -615,7 +643,7 @@ impl ConnTable {
             + self.live.capacity() * size_of::<u64>()
             + self.free.capacity() * size_of::<u32>()
             + self.slots.capacity() * size_of::<Slot>()
-            + self.locals.addrs.capacity() * size_of::<Addr>()
+            + self.locals.addrs.len() * size_of::<Addr>()
             + self.locals.refs.capacity() * size_of::<u32>()
             + (self.locals.free.capacity() + self.locals.index.capacity()) * size_of::<LocalId>()
     }
@@ -713,18 +741,29 @@ impl ConnTable {
         tcp_flags: u8,
         bytes: u32,
         now: Tick,
-    ) -> Option<Hit> {
+    ) -> Option<Hit<'_>> {
         let (_, entry) = self.find(key, probe)?;
-        let conn = self.conns.get_mut((entry >> 1) as usize)?;
+        let ConnTable { conns, locals, .. } = self;
+        let conn = conns.get_mut((entry >> 1) as usize)?;
         let dir = entry_dir(entry);
-        // To the backend: the reply key reversed; to the client: the original key reversed.
-        let translated = match dir {
-            Direction::Original => conn.reply_key(&self.locals),
-            Direction::Reply => conn.original_key(&self.locals),
-        }
-        .reversed();
         // State transitions only change the idle timeout, which expiry reads from the entry.
         let _ = conn.on_packet(dir, tcp_flags, bytes, now);
+        let conn = &*conn;
+        // To the backend: the reply key reversed; to the client: the original key reversed.
+        let translated = match dir {
+            Direction::Original => Translation {
+                src: conn.reply_dst_addr(locals),
+                dst: locals.addr_ref(conn.backend),
+                src_port: conn.reply_dst_port,
+                dst_port: conn.backend_port,
+            },
+            Direction::Reply => Translation {
+                src: locals.addr_ref(conn.vip),
+                dst: &conn.client,
+                src_port: conn.vip_port,
+                dst_port: conn.client_port,
+            },
+        };
         Some(Hit {
             dir,
             translated,

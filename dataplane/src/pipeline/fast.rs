@@ -307,22 +307,27 @@ impl Worker {
         if fast.ttl <= 1 {
             return Some(Verdict::Drop(DropReason::TtlExceeded));
         }
+        let new = hit.translated;
+        // Passed on as values (a `Translation` behind a reference was kept on the stack).
+        let ports = ports_word(new.src_port, new.dst_port);
         if fast.shape == 0 {
             // Untagged IPv4, kept apart so that its code stays as lean as it was alone.
-            translate_v4(pkt.data_mut(), &hit.translated);
-            return Some(self.address_l2(snap, pkt, None, &hit.translated.dst, now));
+            translate_v4(pkt.data_mut(), new.src, new.dst, ports);
+            let dst = *new.dst;
+            return Some(self.address_l2(snap, pkt, None, &dst, now));
         }
         // A tagged frame is rewritten past its tag; `address_l2` then gives it the egress
         // port's tag (or none).
         let after_tag = if fast.shape & TAGGED != 0 { TAG } else { 0 };
         if let Some(frame) = pkt.data_mut().get_mut(after_tag..) {
             if fast.is_ipv6() {
-                translate_v6(frame, fast.key.proto, &hit.translated);
+                translate_v6(frame, fast.key.proto, new.src, new.dst, ports);
             } else {
-                translate_v4(frame, &hit.translated);
+                translate_v4(frame, new.src, new.dst, ports);
             }
         }
-        Some(self.address_l2(snap, pkt, fast.vlan(), &hit.translated.dst, now))
+        let dst = *new.dst;
+        Some(self.address_l2(snap, pkt, fast.vlan(), &dst, now))
     }
 }
 
@@ -343,11 +348,11 @@ fn delta_ne32(old: [u8; 4], new: [u8; 4]) -> u64 {
 /// at a time: the one's-complement sum does not depend on byte order (RFC 1071, 2.B), so no
 /// word needs swapping.
 #[inline(always)]
-fn translate_v4(frame: &mut [u8], new: &FlowKey) {
+fn translate_v4(frame: &mut [u8], src: &Addr, dst: &Addr, new_ports: [u8; 4]) {
     let Some(h) = frame.first_chunk_mut::<MIN_FRAME>() else {
         return;
     };
-    let (new_src, new_dst) = (new.src.v4_octets(), new.dst.v4_octets());
+    let (new_src, new_dst) = (src.v4_octets(), dst.v4_octets());
     let addr_delta = delta_ne32(word(h, L3 + 12), new_src) + delta_ne32(word(h, L3 + 16), new_dst);
     let (ttl, proto) = (h[L3 + 8], h[L3 + 9]);
     let new_ttl = ttl.saturating_sub(1);
@@ -364,7 +369,6 @@ fn translate_v4(frame: &mut [u8], new: &FlowKey) {
     h[L3 + 16..L3 + 20].copy_from_slice(&new_dst);
     h[L3 + 10..L3 + 12].copy_from_slice(&ip_sum);
 
-    let new_ports = ports_word(new);
     let csum_at = if proto == PROTO_TCP { L4 + 16 } else { L4 + 6 };
     // IPv4 UDP checksum 0 means "none": leave it so.
     if proto == PROTO_TCP || h[csum_at] | h[csum_at + 1] != 0 {
@@ -378,20 +382,26 @@ fn translate_v4(frame: &mut [u8], new: &FlowKey) {
 /// limit lowered, and the L4 checksum (mandatory in IPv6, UDP included) updated for the
 /// addresses and ports, 32 bits at a time in native byte order as in [`translate_v4`].
 #[inline(never)]
-fn translate_v6(frame: &mut [u8], proto: Proto, new: &FlowKey) {
+fn translate_v6(frame: &mut [u8], proto: Proto, src: &Addr, dst: &Addr, new_ports: [u8; 4]) {
     if proto == Proto::Tcp {
         if let Some(h) = frame.first_chunk_mut::<MIN_FRAME_V6_TCP>() {
-            translate_v6_at(h, L4_V6 + 16, new);
+            translate_v6_at(h, L4_V6 + 16, src, dst, new_ports);
         }
     } else if let Some(h) = frame.first_chunk_mut::<MIN_FRAME_V6_UDP>() {
-        translate_v6_at(h, L4_V6 + 6, new);
+        translate_v6_at(h, L4_V6 + 6, src, dst, new_ports);
     }
 }
 
 #[inline(always)]
-fn translate_v6_at<const N: usize>(h: &mut [u8; N], csum_at: usize, new: &FlowKey) {
+fn translate_v6_at<const N: usize>(
+    h: &mut [u8; N],
+    csum_at: usize,
+    src: &Addr,
+    dst: &Addr,
+    new_ports: [u8; 4],
+) {
     let mut delta = 0u64;
-    for (at, addr) in [(L3 + 8, &new.src.0), (L3 + 24, &new.dst.0)] {
+    for (at, addr) in [(L3 + 8, &src.0), (L3 + 24, &dst.0)] {
         for i in (0..16).step_by(4) {
             delta += delta_ne32(
                 word(h, at + i),
@@ -399,12 +409,11 @@ fn translate_v6_at<const N: usize>(h: &mut [u8; N], csum_at: usize, new: &FlowKe
             );
         }
     }
-    let new_ports = ports_word(new);
     delta += delta_ne32(word(h, L4_V6), new_ports);
     update_l4_sum(h, csum_at, delta, csum_at == L4_V6 + 6);
     h[L3 + 7] = h[L3 + 7].saturating_sub(1);
-    h[L3 + 8..L3 + 24].copy_from_slice(&new.src.0);
-    h[L3 + 24..L3 + 40].copy_from_slice(&new.dst.0);
+    h[L3 + 8..L3 + 24].copy_from_slice(&src.0);
+    h[L3 + 24..L3 + 40].copy_from_slice(&dst.0);
     h[L4_V6..L4_V6 + 4].copy_from_slice(&new_ports);
 }
 
@@ -416,10 +425,10 @@ fn word<const N: usize>(h: &[u8; N], at: usize) -> [u8; 4] {
 
 /// The new source and destination ports, as the first four bytes of a TCP/UDP header.
 #[inline(always)]
-fn ports_word(new: &FlowKey) -> [u8; 4] {
+fn ports_word(src_port: u16, dst_port: u16) -> [u8; 4] {
     let mut ports = [0u8; 4];
-    ports[..2].copy_from_slice(&new.src_port.to_be_bytes());
-    ports[2..].copy_from_slice(&new.dst_port.to_be_bytes());
+    ports[..2].copy_from_slice(&src_port.to_be_bytes());
+    ports[2..].copy_from_slice(&dst_port.to_be_bytes());
     ports
 }
 
