@@ -60,9 +60,24 @@ pub(super) struct FastPacket {
 }
 
 // A burst stages each packet's `FastPacket` with its probe: one cache line each.
-const _: () = assert!(core::mem::size_of::<Option<(FastPacket, Probe)>>() <= 64);
+const _: () = assert!(core::mem::size_of::<(FastPacket, Probe)>() <= 64);
 
 impl FastPacket {
+    /// What a burst's staging array holds before any packet was staged there.
+    pub const UNSTAGED: FastPacket = FastPacket {
+        key: FlowKey {
+            src: Addr::UNSPECIFIED,
+            dst: Addr::UNSPECIFIED,
+            src_port: 0,
+            dst_port: 0,
+            proto: Proto::Tcp,
+        },
+        tcp_flags: 0,
+        ttl: 0,
+        shape: 0,
+        wire_len: 0,
+    };
+
     /// The VLAN id of the frame's tag, if it has one.
     #[inline(always)]
     pub fn vlan(&self) -> Option<u16> {
@@ -127,6 +142,20 @@ pub(super) fn recognise_other(frame: &[u8], verify: bool) -> Option<FastPacket> 
         recognise_tagged(frame, verify)
     } else {
         None
+    }
+}
+
+/// Stage 1 of a burst for a frame that is not untagged IPv4: [`recognise_other`]'s result
+/// written to `slot`, if there is one (kept out of line, so that the burst's loop stores only
+/// the untagged IPv4 result).
+#[inline(never)]
+pub(super) fn stage_other(frame: &[u8], verify: bool, slot: &mut FastPacket) -> bool {
+    match recognise_other(frame, verify) {
+        Some(fast) => {
+            *slot = fast;
+            true
+        }
+        None => false,
     }
 }
 

@@ -424,7 +424,7 @@ pub struct Worker {
     /// with where its key's probe of the connection table starts. `BURST` entries, boxed so
     /// that a burst can take it out of the worker (an empty boxed slice allocates nothing) and
     /// read it in place while the worker handles each packet.
-    staged: Box<[Option<(fast::FastPacket, crate::conntrack::Probe)>]>,
+    staged: Box<[(fast::FastPacket, crate::conntrack::Probe)]>,
 }
 
 /// Entries of the per-worker egress cache (direct-mapped by destination address).
@@ -500,7 +500,8 @@ impl Worker {
             announce: std::collections::VecDeque::new(),
             announced: Vec::new(),
             ports,
-            staged: vec![None; BURST].into_boxed_slice(),
+            staged: vec![(fast::FastPacket::UNSTAGED, Default::default()); BURST]
+                .into_boxed_slice(),
         })
     }
 
@@ -665,54 +666,71 @@ impl Worker {
         // With several workers: the owner of each fast-path packet that is not this worker's.
         let (several_workers, me) = (self.cfg.workers > 1, self.cfg.index);
         let mut owners = [me; BURST];
+        // Bit i: `staged_burst[i]` holds packet i (the rest of the array is stale). A packet
+        // not recognised stores nothing: staged as `Option`s, the two outcomes' stores were
+        // merged and every field went through the stack.
+        let mut staged_mask = 0u32;
         for (i, (pkt, slot)) in pkts.iter().zip(staged_burst.iter_mut()).enumerate() {
             // Headers a few packets ahead: a NIC's DMA leaves them in memory, not in L1.
             if let Some(ahead) = pkts.get(i + PREFETCH_AHEAD) {
                 prefetch(ahead.data().as_ptr());
             }
             let data = pkt.data();
+            let verify = !pkt.rx_ip_checksum_checked();
             // Staged first, then hashed from the staged key: built with its probe in one
             // expression, the entry was spilled to the stack and copied field by field.
-            let verify = !pkt.rx_ip_checksum_checked();
-            *slot = if pkt.general_path_only() {
-                None
+            let recognised = if pkt.general_path_only() {
+                false
             } else if fast::is_untagged_v4(data) {
-                fast::recognise_v4(data, verify).map(|fast| (fast, Probe::default()))
+                match fast::recognise_v4(data, verify) {
+                    Some(fast) => {
+                        slot.0 = fast;
+                        true
+                    }
+                    None => false,
+                }
             } else {
-                fast::recognise_other(data, verify).map(|fast| (fast, Probe::default()))
+                fast::stage_other(data, verify, &mut slot.0)
             };
-            if let Some((fast, probe)) = slot {
-                *probe = self.conns.probe(self.conns.hash_key(&fast.key));
-                self.conns.prefetch_probe_slot(probe);
+            if recognised {
+                staged_mask |= 1 << i;
+                slot.1 = self.conns.probe(self.conns.hash_key(&slot.0.key));
+                self.conns.prefetch_probe_slot(&slot.1);
             }
         }
         // Stage 2: prefetch the connections the home slots point at. With several workers,
         // another worker's packet is only passed on: it is unstaged, and its owner noted.
         if several_workers {
-            for (slot, owner_of) in staged_burst.iter_mut().zip(owners.iter_mut()) {
-                if let Some((fast, _)) = slot {
-                    let owner = self.owner(snap, &fast.key);
-                    if owner != me {
-                        *owner_of = owner;
-                        *slot = None;
-                    }
+            for (i, ((fast, probe), owner_of)) in
+                staged_burst.iter().zip(owners.iter_mut()).enumerate()
+            {
+                if staged_mask >> i & 1 == 0 {
+                    continue;
                 }
-                if let Some((_, probe)) = slot {
+                let owner = self.owner(snap, &fast.key);
+                if owner != me {
+                    *owner_of = owner;
+                    staged_mask &= !(1 << i);
+                } else {
                     self.conns.prefetch_probe_conn(probe);
                 }
             }
         } else {
-            for (_, probe) in staged_burst.iter().flatten() {
-                self.conns.prefetch_probe_conn(probe);
+            for (i, (_, probe)) in staged_burst.iter().enumerate() {
+                if staged_mask >> i & 1 != 0 {
+                    self.conns.prefetch_probe_conn(probe);
+                }
             }
         }
+        let is_staged = |i: usize| staged_mask >> i & 1 != 0;
         // Stage 3: process; what the fast path does not take goes the general way.
-        for (i, ((pkt, verdict), fast)) in pkts
+        for (i, ((pkt, verdict), staged)) in pkts
             .iter_mut()
             .zip(verdicts.iter_mut())
             .zip(staged_burst.iter())
             .enumerate()
         {
+            let fast = is_staged(i).then_some(staged);
             // SYNs try the fast path here too: their slots are prefetched like every packet's,
             // so a retransmitted SYN costs no more than any established packet.
             let forwarded = match fast {
@@ -738,7 +756,7 @@ impl Worker {
                     let ingress = ingress(pkt);
                     // A staged packet got here because its key is in no connection: the
                     // general path need not hash it or look again.
-                    let missed = fast.map(|(_, probe)| probe);
+                    let missed = fast.map(|(_, probe)| *probe);
                     self.classify_and_translate(snap, pkt, ingress, now, handed_over, missed)
                 }
             };
