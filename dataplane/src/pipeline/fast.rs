@@ -10,7 +10,7 @@
 //! takes the general path, which gives the same result for the packets recognised here: a
 //! differential test below checks that byte for byte.
 
-use crate::conntrack::{Direction, Probe, Tick};
+use crate::conntrack::{ConnTable, Direction, Probe, Tick};
 use crate::flow::{Addr, FlowKey, Proto};
 use crate::snapshot::Snapshot;
 use crate::wire::checksum::combine;
@@ -146,13 +146,20 @@ pub(super) fn recognise_other(frame: &[u8], verify: bool) -> Option<FastPacket> 
 }
 
 /// Stage 1 of a burst for a frame that is not untagged IPv4: [`recognise_other`]'s result
-/// written to `slot`, if there is one (kept out of line, so that the burst's loop stores only
-/// the untagged IPv4 result).
+/// and its key's probe of `conns` written to `slot`, if there is one (kept out of line, so
+/// that the burst's loop stores only the untagged IPv4 result; hashed before it is stored,
+/// as there).
 #[inline(never)]
-pub(super) fn stage_other(frame: &[u8], verify: bool, slot: &mut FastPacket) -> bool {
+pub(super) fn stage_other(
+    frame: &[u8],
+    verify: bool,
+    conns: &ConnTable,
+    slot: &mut (FastPacket, Probe),
+) -> bool {
     match recognise_other(frame, verify) {
         Some(fast) => {
-            *slot = fast;
+            let probe = conns.probe(conns.hash_key(&fast.key));
+            *slot = (fast, probe);
             true
         }
         None => false,
