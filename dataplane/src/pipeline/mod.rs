@@ -670,6 +670,7 @@ impl Worker {
         // not recognised stores nothing: staged as `Option`s, the two outcomes' stores were
         // merged and every field went through the stack.
         let mut staged_mask = 0u32;
+        const _: () = assert!(BURST <= u32::BITS as usize, "one mask bit per packet");
         for (i, (pkt, slot)) in pkts.iter().zip(staged_burst.iter_mut()).enumerate() {
             // Headers a few packets ahead: a NIC's DMA leaves them in memory, not in L1.
             if let Some(ahead) = pkts.get(i + PREFETCH_AHEAD) {
