@@ -145,9 +145,8 @@ pub(super) fn recognise_other(frame: &[u8], verify: bool) -> Option<FastPacket> 
     }
 }
 
-/// Stage 1 of a burst for a frame that is not untagged IPv4: [`recognise_other`]'s result
-/// and its key's probe of `conns` written to `slot`, if there is one (kept out of line, so
-/// that the burst's loop stores only the untagged IPv4 result).
+/// Stage 1 of a burst for a frame that is not untagged IPv4: [`recognise_other`] then
+/// [`stage`] (kept out of line, so that the burst's loop stores only the untagged IPv4 result).
 #[inline(never)]
 pub(super) fn stage_other(
     frame: &[u8],
@@ -155,23 +154,25 @@ pub(super) fn stage_other(
     conns: &ConnTable,
     slot: &mut (FastPacket, Probe),
 ) -> bool {
-    match recognise_other(frame, verify) {
-        Some(fast) => {
-            *slot = with_probe(conns, fast);
-            true
-        }
-        None => false,
-    }
+    stage(conns, slot, recognise_other(frame, verify))
 }
 
-/// A recognised packet with its key's probe of `conns`, as a burst stages it. The key is
-/// hashed before it is stored: read back from the staging slot, its 8-byte words straddled
-/// the narrower stores that wrote them, which the CPU does not forward (a stall per load: 15%
-/// of W1's rate, 25% of a tagged burst's).
+/// Stages a recognised packet with its key's probe of `conns` in `slot`; whether there was
+/// one (nothing is written otherwise). The key is hashed before it is stored: read back from
+/// the staging slot, its 8-byte words straddled the narrower stores that wrote them, which
+/// the CPU does not forward (a stall per load: 15% of W1's rate, 25% of a tagged burst's).
 #[inline(always)]
-pub(super) fn with_probe(conns: &ConnTable, fast: FastPacket) -> (FastPacket, Probe) {
+pub(super) fn stage(
+    conns: &ConnTable,
+    slot: &mut (FastPacket, Probe),
+    recognised: Option<FastPacket>,
+) -> bool {
+    let Some(fast) = recognised else {
+        return false;
+    };
     let probe = conns.probe(conns.hash_key(&fast.key));
-    (fast, probe)
+    *slot = (fast, probe);
+    true
 }
 
 /// [`recognise`] for a frame with a VLAN tag: the frame after the tag's 4 bytes reads like an

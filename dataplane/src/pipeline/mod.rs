@@ -688,13 +688,7 @@ impl Worker {
             let recognised = if pkt.general_path_only() {
                 false
             } else if fast::is_untagged_v4(data) {
-                match fast::recognise_v4(data, verify) {
-                    Some(fast) => {
-                        *slot = fast::with_probe(&self.conns, fast);
-                        true
-                    }
-                    None => false,
-                }
+                fast::stage(&self.conns, slot, fast::recognise_v4(data, verify))
             } else {
                 fast::stage_other(data, verify, &self.conns, slot)
             };
