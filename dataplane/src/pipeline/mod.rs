@@ -422,9 +422,9 @@ pub struct Worker {
     ports: Vec<PortInfo>,
     /// Stage 1 of [`Worker::process_burst`]: each packet of the burst the fast path recognised,
     /// with where its key's probe of the connection table starts (a mask in the burst says
-    /// which entries it wrote; the others hold an earlier burst's packets). `BURST` entries, boxed so
-    /// that a burst can take it out of the worker (an empty boxed slice allocates nothing) and
-    /// read it in place while the worker handles each packet.
+    /// which entries it wrote; the others hold an earlier burst's packets). `BURST` entries,
+    /// boxed so that a burst can take it out of the worker (an empty boxed slice allocates
+    /// nothing) and read it in place while the worker handles each packet.
     staged: Box<[(fast::FastPacket, crate::conntrack::Probe)]>,
 }
 
